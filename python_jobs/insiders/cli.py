@@ -1,0 +1,170 @@
+"""The `insiders` command: one entry point for the database, loading, dbt, clustering and reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from datetime import date
+from pathlib import Path
+
+from . import db
+from .errors import InsidersError
+from .progress import StageTimer, setup_logging
+from .settings import Paths, configured_dsn
+
+log = logging.getLogger("insiders")
+
+DEMO_LINES = 500_000
+DEMO_SEED = 42
+
+
+def _cmd_db(args: argparse.Namespace, paths: Paths) -> int:
+    from .embedded import EmbeddedServer
+
+    if configured_dsn() and args.action in {"start", "stop"}:
+        raise InsidersError("INSIDERS_DSN is set: the database is yours to start and stop, not the embedded one")
+    server = EmbeddedServer(paths)
+    if args.action == "start":
+        target = server.start()
+        print(f"embedded PostgreSQL running on 127.0.0.1:{target.port} (data in {server.pgdata})")
+    elif args.action == "stop":
+        print("embedded PostgreSQL stopped" if server.stop() else "embedded PostgreSQL was not running")
+    elif args.action == "status":
+        status = {"target": "INSIDERS_DSN" if configured_dsn() else "embedded", **server.status()}
+        print(json.dumps(status, indent=2))
+        return 0 if status["running"] or configured_dsn() else 3
+    elif args.action == "url":
+        print(db.resolve_target(paths).url)
+    elif args.action == "roles":
+        from .roles import create_roles
+
+        create_roles(db.resolve_target(paths))
+    return 0
+
+
+def _cmd_load(args: argparse.Namespace, paths: Paths) -> int:
+    from .load import load_file
+
+    target = db.resolve_target(paths)
+    with db.connect(target) as conn:
+        for path in args.files:
+            result = load_file(conn, Path(path), sheet=args.sheet, replace=args.replace, progress=True)
+            if result.already_loaded:
+                print(f"{result.path.name}: already loaded (batch {result.batch_id}); read 0, loaded 0, "
+                      "rejected 0")
+            else:
+                print(f"{result.path.name}: read {result.lines_read:,}, loaded {result.lines_loaded:,}, "
+                      f"rejected {result.lines_rejected:,} (batch {result.batch_id})")
+    return 0
+
+
+def _cmd_demo_data(args: argparse.Namespace, paths: Paths) -> int:
+    from .demo_data import generate
+
+    generate(Path(args.out), n_lines=args.lines, seed=args.seed, truth_out=Path(args.truth) if args.truth else None)
+    return 0
+
+
+def _cmd_dbt(args: argparse.Namespace, paths: Paths) -> int:
+    from .dbt_runner import run_dbt
+
+    return run_dbt(paths, db.resolve_target(paths), args.dbt_args, check=False)
+
+
+def _dbt_vars(as_of: date | None) -> list[str]:
+    return ["--vars", json.dumps({"as_of_date": as_of.isoformat()})] if as_of else []
+
+
+def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
+    from .dbt_runner import run_dbt
+    from .demo_data import generate
+    from .load import load_file
+
+    timer = StageTimer()
+    started = time.perf_counter()
+    with timer.stage("database"):
+        target = db.resolve_target(paths)
+        log.info("target %s%s", target.safe_url, " (embedded)" if target.embedded else "")
+    inputs = [Path(p) for p in args.input]
+    if not inputs:
+        demo = paths.state_dir / "demo" / "demo_invoices.csv"
+        if not demo.exists():
+            with timer.stage(f"demo data ({DEMO_LINES:,} synthetic lines, seed {DEMO_SEED})"):
+                generate(demo, n_lines=DEMO_LINES, seed=DEMO_SEED)
+        inputs = [demo]
+    loaded = rejected = 0
+    with timer.stage("load"), db.connect(target) as conn:
+        for path in inputs:
+            result = load_file(conn, path)
+            loaded += result.lines_loaded
+            rejected += result.lines_rejected
+    with timer.stage("dbt build (features)"):
+        run_dbt(paths, target, ["build", "--exclude", "source:ml+", *_dbt_vars(args.as_of)])
+    summary = _summary(target, args.as_of)
+    log.info("done in %.1f s: %s", time.perf_counter() - started,
+             ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in summary.items()))
+    log.info("stage timings: %s", ", ".join(f"{k} {v:.1f} s" for k, v in timer.timings.items()))
+    return 0
+
+
+def _summary(target, as_of: date | None) -> dict[str, object]:
+    with db.connect(target) as conn:
+        row = conn.execute(
+            "select count(*), coalesce(sum(gross_revenue), 0), max(as_of_date) from marts.fct_customer_features"
+            " where as_of_date = coalesce(%s, (select max(as_of_date) from marts.fct_customer_features))",
+            (as_of,),
+        ).fetchone()
+    return {"customers": row[0], "gross revenue": f"{row[1]:,.2f}", "as of": row[2]}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="insiders", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("db", help="manage the embedded PostgreSQL (or show the configured one)")
+    p.add_argument("action", choices=["start", "stop", "status", "url", "roles"])
+    p.set_defaults(func=_cmd_db)
+
+    p = sub.add_parser("load", help="load invoice files (CSV, XLSX, Parquet) into raw.invoice_lines")
+    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("--sheet", help="XLSX: load only this sheet (default: every sheet)")
+    p.add_argument("--replace", action="store_true", help="reload a file whose content is already loaded")
+    p.set_defaults(func=_cmd_load)
+
+    p = sub.add_parser("demo-data", help="write deterministic synthetic invoice lines in the UCI layout")
+    p.add_argument("--lines", type=int, default=DEMO_LINES)
+    p.add_argument("--seed", type=int, default=DEMO_SEED)
+    p.add_argument("--out", required=True, help="output file, .csv or .parquet")
+    p.add_argument("--truth", help="personas file (default: OUT's name with .personas.csv)")
+    p.set_defaults(func=_cmd_demo_data)
+
+    p = sub.add_parser("dbt", help="run dbt against the same database (e.g. `insiders dbt build`)")
+    p.add_argument("dbt_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_dbt)
+
+    p = sub.add_parser("run", help="the whole pipeline: database, load, dbt build, clustering, summaries")
+    p.add_argument("--input", nargs="*", default=[], metavar="FILE", help="invoice files (default: demo data)")
+    p.add_argument("--as-of", type=date.fromisoformat, help="feature cutoff date (default: last invoice date)")
+    p.add_argument("--refit", action="store_true", help="fit a new clustering model instead of scoring")
+    p.set_defaults(func=_cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    try:
+        return int(args.func(args, Paths.resolve()) or 0)
+    except InsidersError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

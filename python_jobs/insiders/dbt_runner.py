@@ -1,0 +1,45 @@
+"""Runs dbt against the resolved target: a generated profiles dir and the target's environment variables."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from .errors import InsidersError
+from .settings import Paths, Target
+
+log = logging.getLogger(__name__)
+
+
+def dbt_environment(paths: Paths, target: Target) -> dict[str, str]:
+    profiles_dir = paths.dbt_profiles_dir
+    profiles_dir.mkdir(parents=True, exist_ok=True)
+    # the same profile users copy by hand: it reads the connection from INSIDERS_PG* variables
+    shutil.copyfile(paths.project_dir / "profiles.yml.example", profiles_dir / "profiles.yml")
+    env = dict(os.environ)
+    env.update(target.dbt_env())
+    env.update({"DBT_PROFILES_DIR": str(profiles_dir), "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
+    return env
+
+
+def dbt_executable() -> str:
+    candidate = Path(sys.executable).with_name("dbt")
+    return str(candidate) if candidate.exists() else (shutil.which("dbt") or "dbt")
+
+
+def run_dbt(paths: Paths, target: Target, args: list[str], *, check: bool = True, quiet: bool = False) -> int:
+    """Run `dbt ARGS` in the project directory; raise with dbt's own summary when it fails."""
+    command = [dbt_executable(), *args]
+    log.debug("running %s", " ".join(command))
+    result = subprocess.run(
+        command, cwd=paths.project_dir, env=dbt_environment(paths, target), text=True,
+        stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None, check=False,
+    )
+    if check and result.returncode != 0:
+        tail = "\n".join((result.stdout or "").splitlines()[-30:]) if quiet else ""
+        raise InsidersError(f"dbt {' '.join(args)} failed (exit {result.returncode}){': ' + tail if tail else ''}")
+    return result.returncode

