@@ -1,0 +1,180 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='as_of_date',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
+        contract={'enforced': true},
+        indexes=[{'columns': ['as_of_date', 'customer_id'], 'unique': true}],
+    )
+}}
+
+{#-
+    One row per customer per as-of date. Building for an as-of date replaces that date's rows and keeps every
+    other date, so monthly runs accumulate a history and backtests can rebuild any cutoff.
+-#}
+
+with as_of as (
+
+    select {{ as_of_date() }} as as_of_date
+
+),
+
+invoices_until_as_of as (
+
+    select customer_invoices.*
+    from {{ ref('int_customer_invoices') }} as customer_invoices
+    cross join as_of
+    where customer_invoices.invoice_date <= as_of.as_of_date
+
+),
+
+products_until_as_of as (
+
+    select
+        kept_lines.customer_id,
+        count(distinct kept_lines.stock_code) as n_distinct_products
+    from {{ ref('int_invoice_lines__cleaned') }} as kept_lines
+    cross join as_of
+    where kept_lines.invoice_date <= as_of.as_of_date and not kept_lines.is_return
+    group by kept_lines.customer_id
+
+),
+
+purchase_days as (
+
+    select
+        customer_id,
+        invoice_date,
+        sum(purchase_revenue) as day_revenue,
+        row_number() over (partition by customer_id order by invoice_date) as purchase_day_number
+    from invoices_until_as_of
+    where has_purchase
+    group by customer_id, invoice_date
+
+),
+
+repeat_purchase_days as (
+
+    select
+        customer_id,
+        count(*) as n_repeat_days,
+        sum(day_revenue) as repeat_revenue
+    from purchase_days
+    where purchase_day_number > 1
+    group by customer_id
+
+),
+
+country_ranked as (
+
+    select
+        customer_id,
+        country,
+        row_number() over (partition by customer_id order by count(*) desc, country) as country_rank
+    from invoices_until_as_of
+    where has_purchase
+    group by customer_id, country
+
+),
+
+per_customer as (
+
+    select
+        customer_id,
+        min(invoice_date) filter (where has_purchase) as first_purchase_date,
+        max(invoice_date) filter (where has_purchase) as last_purchase_date,
+        count(*) filter (where has_purchase) as n_invoices,
+        count(distinct invoice_date) filter (where has_purchase) as n_purchase_days,
+        sum(purchase_revenue) as gross_revenue,
+        sum(returned_value) as returned_value,
+        sum(purchased_items) as n_items,
+        sum(purchase_lines) as n_lines,
+        avg(distinct_products_purchased) filter (where has_purchase) as avg_unique_basket_size,
+        sum(returned_items) as n_returned_items,
+        count(*) filter (where has_return) as n_return_invoices
+    from invoices_until_as_of
+    group by customer_id
+
+),
+
+features as (
+
+    select
+        per_customer.customer_id,
+        as_of.as_of_date,
+        per_customer.gross_revenue,
+        per_customer.returned_value,
+        per_customer.gross_revenue - per_customer.returned_value as net_revenue,
+        {{ safe_divide('per_customer.gross_revenue', 'per_customer.n_invoices') }} as avg_ticket,
+        {{ safe_divide('per_customer.gross_revenue', 'per_customer.n_items') }} as avg_unit_price,
+        per_customer.first_purchase_date,
+        per_customer.last_purchase_date,
+        as_of.as_of_date - per_customer.last_purchase_date as recency_days,
+        as_of.as_of_date - per_customer.first_purchase_date as tenure_days,
+        {{ safe_divide(
+            'per_customer.last_purchase_date - per_customer.first_purchase_date',
+            'per_customer.n_purchase_days - 1'
+        ) }} as avg_days_between_purchases,
+        per_customer.n_invoices,
+        per_customer.n_purchase_days,
+        30.0 * per_customer.n_invoices / greatest(
+            as_of.as_of_date - per_customer.first_purchase_date, {{ var('min_frequency_tenure_days') }}
+        ) as purchase_frequency,
+        per_customer.n_items,
+        per_customer.n_lines,
+        coalesce(products_until_as_of.n_distinct_products, 0) as n_distinct_products,
+        {{ safe_divide('per_customer.n_items', 'per_customer.n_invoices') }} as avg_basket_size,
+        per_customer.avg_unique_basket_size,
+        per_customer.n_returned_items,
+        per_customer.n_return_invoices,
+        {{ safe_divide('per_customer.n_returned_items', 'per_customer.n_items') }} as return_rate,
+        per_customer.n_purchase_days - 1 as clv_frequency,
+        per_customer.last_purchase_date - per_customer.first_purchase_date as clv_recency,
+        as_of.as_of_date - per_customer.first_purchase_date as clv_t,
+        coalesce({{ safe_divide('repeat_purchase_days.repeat_revenue', 'repeat_purchase_days.n_repeat_days') }}, 0)
+            as clv_monetary,
+        country_ranked.country as main_country
+    from per_customer
+    cross join as_of
+    left join products_until_as_of
+        on per_customer.customer_id = products_until_as_of.customer_id
+    left join repeat_purchase_days
+        on per_customer.customer_id = repeat_purchase_days.customer_id
+    left join country_ranked
+        on per_customer.customer_id = country_ranked.customer_id and country_ranked.country_rank = 1
+    -- customers whose only lines (so far) are returns have nothing to segment on
+    where per_customer.n_invoices > 0
+
+)
+
+select
+    cast(customer_id as bigint) as customer_id,
+    cast(as_of_date as date) as as_of_date,
+    cast(gross_revenue as numeric(18, 4)) as gross_revenue,
+    cast(returned_value as numeric(18, 4)) as returned_value,
+    cast(net_revenue as numeric(18, 4)) as net_revenue,
+    cast(avg_ticket as numeric(14, 4)) as avg_ticket,
+    cast(avg_unit_price as numeric(14, 4)) as avg_unit_price,
+    cast(first_purchase_date as date) as first_purchase_date,
+    cast(last_purchase_date as date) as last_purchase_date,
+    cast(recency_days as integer) as recency_days,
+    cast(tenure_days as integer) as tenure_days,
+    cast(avg_days_between_purchases as numeric(10, 2)) as avg_days_between_purchases,
+    cast(n_invoices as integer) as n_invoices,
+    cast(n_purchase_days as integer) as n_purchase_days,
+    cast(purchase_frequency as numeric(10, 4)) as purchase_frequency,
+    cast(n_items as bigint) as n_items,
+    cast(n_lines as integer) as n_lines,
+    cast(n_distinct_products as integer) as n_distinct_products,
+    cast(avg_basket_size as numeric(14, 4)) as avg_basket_size,
+    cast(avg_unique_basket_size as numeric(14, 4)) as avg_unique_basket_size,
+    cast(n_returned_items as bigint) as n_returned_items,
+    cast(n_return_invoices as integer) as n_return_invoices,
+    cast(return_rate as numeric(12, 6)) as return_rate,
+    cast(clv_frequency as integer) as clv_frequency,
+    cast(clv_recency as integer) as clv_recency,
+    cast(clv_t as integer) as clv_t,
+    cast(clv_monetary as numeric(14, 4)) as clv_monetary,
+    cast(main_country as text) as main_country
+from features

@@ -1,0 +1,41 @@
+with source_lines as (
+
+    select * from {{ source('online_retail', 'invoice_lines') }}
+
+),
+
+non_product_codes as (
+
+    select stock_code from {{ ref('excluded_stock_codes') }}
+
+),
+
+typed as (
+
+    select
+        concat_ws(':', source_lines.batch_id, nullif(source_lines.source_sheet, ''), source_lines.source_line)
+            as invoice_line_id,
+        source_lines.batch_id,
+        source_lines.source_sheet,
+        source_lines.source_line,
+        source_lines.invoice_no,
+        source_lines.stock_code,
+        source_lines.description,
+        source_lines.quantity,
+        source_lines.unit_price,
+        source_lines.invoiced_at,
+        cast(source_lines.invoiced_at as date) as invoice_date,
+        source_lines.customer_id,
+        source_lines.country,
+        source_lines.quantity * source_lines.unit_price as line_revenue,
+        source_lines.invoice_no like 'C%' as is_cancellation,
+        source_lines.quantity < 0 as is_return,
+        source_lines.customer_id is null as is_guest,
+        non_product_codes.stock_code is not null as is_non_product
+    from source_lines
+    left join non_product_codes
+        on source_lines.stock_code = non_product_codes.stock_code
+
+)
+
+select * from typed

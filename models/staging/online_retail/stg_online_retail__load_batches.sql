@@ -1,0 +1,24 @@
+with source_batches as (
+
+    select * from {{ source('online_retail', 'load_batches') }}
+
+),
+
+renamed as (
+
+    select
+        batch_id,
+        source_file,
+        file_sha256,
+        file_format,
+        column_layout,
+        date_format,
+        lines_read,
+        lines_loaded,
+        lines_rejected,
+        loaded_at
+    from source_batches
+
+)
+
+select * from renamed

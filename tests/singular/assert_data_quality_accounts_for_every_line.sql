@@ -1,0 +1,31 @@
+-- Per batch, lines counted by rpt_data_quality (kept + each rule + rejected) equal the lines read from the file,
+-- and the revenue it counts equals the revenue of the staged lines.
+with counted as (
+
+    select batch_id, sum(n_lines) as n_lines, sum(line_revenue) as line_revenue
+    from {{ ref('rpt_data_quality') }}
+    group by batch_id
+
+),
+
+staged as (
+
+    select batch_id, sum(line_revenue) as line_revenue
+    from {{ ref('stg_online_retail__invoice_lines') }}
+    group by batch_id
+
+),
+
+batches as (
+
+    select batch_id, lines_read from {{ ref('stg_online_retail__load_batches') }}
+
+)
+
+select batches.batch_id, batches.lines_read, counted.n_lines, staged.line_revenue, counted.line_revenue
+from batches
+left join counted on batches.batch_id = counted.batch_id
+left join staged on batches.batch_id = staged.batch_id
+where
+    counted.n_lines is distinct from batches.lines_read
+    or abs(coalesce(staged.line_revenue, 0) - coalesce(counted.line_revenue, 0)) > 0.01
