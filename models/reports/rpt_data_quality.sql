@@ -5,7 +5,10 @@
 -#}
 with rules as (
 
-    select rule_order, rule, rule_description
+    select
+        rule_order,
+        rule,
+        rule_description
     from (
         values
         (0, 'kept', 'passes every rule; feeds customer features'),
@@ -21,7 +24,10 @@ with rules as (
 
 batches as (
 
-    select batch_id, source_file from {{ ref('stg_online_retail__load_batches') }}
+    select
+        batch_id,
+        source_file
+    from {{ ref('stg_online_retail__load_batches') }}
 
 ),
 
@@ -82,13 +88,13 @@ report as (
 )
 
 select
-    cast(batch_id as bigint) as batch_id,
-    cast(source_file as text) as source_file,
-    cast(rule_order as integer) as rule_order,
-    cast(rule as text) as rule,
-    cast(rule_description as text) as rule_description,
-    cast(n_lines as bigint) as n_lines,
-    cast(line_revenue as numeric(18, 4)) as line_revenue,
-    cast(purchase_revenue as numeric(18, 4)) as purchase_revenue,
-    cast(share_of_lines as numeric(8, 6)) as share_of_lines
+    batch_id::bigint as batch_id,
+    source_file::text as source_file,
+    rule_order::integer as rule_order,
+    rule::text as rule,
+    rule_description::text as rule_description,
+    n_lines::bigint as n_lines,
+    line_revenue::numeric(18, 4) as line_revenue,
+    purchase_revenue::numeric(18, 4) as purchase_revenue,
+    share_of_lines::numeric(8, 6) as share_of_lines
 from report

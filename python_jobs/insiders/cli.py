@@ -74,6 +74,18 @@ def _cmd_dbt(args: argparse.Namespace, paths: Paths) -> int:
     return run_dbt(paths, db.resolve_target(paths), args.dbt_args, check=False)
 
 
+def _cmd_sqlfluff(args: argparse.Namespace, paths: Paths) -> int:
+    import subprocess
+
+    from .dbt_runner import dbt_environment
+
+    # sqlfluff's dbt templater compiles the project, and compiling an incremental model asks the database
+    # whether the table exists: it needs the same target as dbt itself
+    env = dbt_environment(paths, db.resolve_target(paths))
+    sqlfluff = str(Path(sys.executable).with_name("sqlfluff"))
+    return subprocess.run([sqlfluff, *args.sqlfluff_args], cwd=paths.project_dir, env=env, check=False).returncode
+
+
 def _dbt_vars(as_of: date | None) -> list[str]:
     return ["--vars", json.dumps({"as_of_date": as_of.isoformat()})] if as_of else []
 
@@ -145,6 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dbt", help="run dbt against the same database (e.g. `insiders dbt build`)")
     p.add_argument("dbt_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_dbt)
+
+    p = sub.add_parser("sqlfluff", help="run sqlfluff with the dbt templater against the same database")
+    p.add_argument("sqlfluff_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_sqlfluff)
 
     p = sub.add_parser("run", help="the whole pipeline: database, load, dbt build, clustering, summaries")
     p.add_argument("--input", nargs="*", default=[], metavar="FILE", help="invoice files (default: demo data)")

@@ -42,7 +42,7 @@ SERVER_SETTINGS = {
 }
 
 
-def _pgserver_utils():  # noqa: ANN202 - a module
+def _pgserver_utils():
     with warnings.catch_warnings():
         # importing it looks up XDG_RUNTIME_DIR, which servers and CI often lack; we do not use that directory
         warnings.simplefilter("ignore")

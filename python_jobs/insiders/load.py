@@ -447,7 +447,7 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
             (sha256, sheet_selection),
         ).fetchone()
         if existing and not replace:
-            batch_id, read, loaded, rejected = existing
+            batch_id, loaded = existing[0], existing[2]
             log.info("%s: already loaded as batch %d (%s lines); loaded 0 — use --replace to reload",
                      path.name, batch_id, f"{loaded:,}")
             return LoadResult(path, batch_id, 0, 0, 0, already_loaded=True,
@@ -482,8 +482,8 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
                 if progress:
                     log.info("%s: %s lines read", path.name, f"{loaded + rejected:,}")
         conn.execute(
-            "update raw.load_batches set column_layout = %s, text_encoding = %s, date_format = %s,"
-            " lines_read = %s, lines_loaded = %s, lines_rejected = %s, loaded_at = clock_timestamp() where batch_id = %s",
+            "update raw.load_batches set column_layout = %s, text_encoding = %s, date_format = %s, lines_read = %s,"
+            " lines_loaded = %s, lines_rejected = %s, loaded_at = clock_timestamp() where batch_id = %s",
             (source.layout, source.encoding, source.date_format, loaded + rejected, loaded, rejected, batch_id),
         )
     result = LoadResult(path, batch_id, loaded + rejected, loaded, rejected, seconds=time.perf_counter() - started,

@@ -2,7 +2,10 @@
 -- and the revenue it counts equals the revenue of the staged lines.
 with counted as (
 
-    select batch_id, sum(n_lines) as n_lines, sum(line_revenue) as line_revenue
+    select
+        batch_id,
+        sum(n_lines) as n_lines,
+        sum(line_revenue) as line_revenue
     from {{ ref('rpt_data_quality') }}
     group by batch_id
 
@@ -10,7 +13,9 @@ with counted as (
 
 staged as (
 
-    select batch_id, sum(line_revenue) as line_revenue
+    select
+        batch_id,
+        sum(line_revenue) as line_revenue
     from {{ ref('stg_online_retail__invoice_lines') }}
     group by batch_id
 
@@ -18,11 +23,19 @@ staged as (
 
 batches as (
 
-    select batch_id, lines_read from {{ ref('stg_online_retail__load_batches') }}
+    select
+        batch_id,
+        lines_read
+    from {{ ref('stg_online_retail__load_batches') }}
 
 )
 
-select batches.batch_id, batches.lines_read, counted.n_lines, staged.line_revenue, counted.line_revenue
+select
+    batches.batch_id,
+    batches.lines_read,
+    counted.n_lines,
+    staged.line_revenue as staged_revenue,
+    counted.line_revenue as counted_revenue
 from batches
 left join counted on batches.batch_id = counted.batch_id
 left join staged on batches.batch_id = staged.batch_id

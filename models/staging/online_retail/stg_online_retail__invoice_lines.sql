@@ -13,8 +13,6 @@ non_product_codes as (
 typed as (
 
     select
-        concat_ws(':', source_lines.batch_id, nullif(source_lines.source_sheet, ''), source_lines.source_line)
-            as invoice_line_id,
         source_lines.batch_id,
         source_lines.source_sheet,
         source_lines.source_line,
@@ -27,6 +25,8 @@ typed as (
         cast(source_lines.invoiced_at as date) as invoice_date,
         source_lines.customer_id,
         source_lines.country,
+        concat_ws(':', source_lines.batch_id, nullif(source_lines.source_sheet, ''), source_lines.source_line)
+            as invoice_line_id,
         source_lines.quantity * source_lines.unit_price as line_revenue,
         source_lines.invoice_no like 'C%' as is_cancellation,
         source_lines.quantity < 0 as is_return,

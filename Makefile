@@ -1,0 +1,36 @@
+# One entry point. The virtual environment is created on first use and refreshed when pyproject.toml changes.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.PHONY: run test lint unit clean-state bench
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+## the whole pipeline on the embedded database (demo data unless ARGS="--input FILE")
+run: $(STAMP)
+	$(BIN)/insiders run $(ARGS)
+
+## lint (ruff, sqlfluff) then every test
+test: lint unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check python_jobs bench
+	$(BIN)/insiders sqlfluff lint models tests/singular
+
+unit: $(STAMP)
+	DO_NOT_TRACK=1 $(BIN)/pytest $(ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/clustering_stage.py
+
+## stop the embedded database and delete its data
+clean-state: $(STAMP)
+	-$(BIN)/insiders db stop
+	rm -rf .insiders target logs
