@@ -120,7 +120,7 @@ class BlockState:
 
 def _generate_block(rng: np.random.Generator, catalog: Catalog, day_weights: np.ndarray, state: BlockState,
                     n_customers: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Invoice lines of `n_customers` identified customers plus their share of guest lines, and their personas."""
+    """Invoice lines of `n_customers` identified customers, and their personas."""
     shares = np.array([p.share for p in PERSONAS])
     persona_idx = rng.choice(len(PERSONAS), size=n_customers, p=shares / shares.sum())
     customer_ids = np.arange(state.next_customer, state.next_customer + n_customers)
@@ -201,11 +201,15 @@ def _generate_block(rng: np.random.Generator, catalog: Catalog, day_weights: np.
     discounts["Quantity"] = -1
 
     identified = pd.concat([purchases, ret, fees, manual, discounts], ignore_index=True)
-    guests = _guest_lines(rng, catalog, day_weights, state, int(len(identified) * GUEST_LINE_SHARE
-                                                                  / (1 - GUEST_LINE_SHARE)))
-    lines = pd.concat([identified, guests], ignore_index=True)
     truth = pd.DataFrame({"customer_id": customer_ids, "persona": [PERSONAS[i].name for i in persona_idx]})
-    return lines, truth
+    return identified, truth
+
+
+def _keep_whole_customers(identified: pd.DataFrame, budget: int) -> pd.DataFrame:
+    """The first customers (by id) whose lines fit in `budget`, so that no customer is cut mid-history."""
+    per_customer = identified.groupby("CustomerID").size()
+    fitting = per_customer.index[per_customer.cumsum() <= budget]
+    return identified[identified["CustomerID"].isin(fitting)]
 
 
 def _fee_lines(rng: np.random.Generator, invoice_nos: np.ndarray, stamps: pd.DatetimeIndex,
@@ -292,9 +296,15 @@ def generate(out: Path, n_lines: int = 500_000, seed: int = 42, truth_out: Path 
             if text_handle:
                 text_handle.write(",".join(HEADER) + "\n")
             while written < n_lines:
-                lines, truth = _generate_block(rng, catalog, day_weights, state, CUSTOMERS_PER_BLOCK)
-                lines = lines.iloc[: n_lines - written]
-                frame = _to_output(lines)
+                identified, truth = _generate_block(rng, catalog, day_weights, state, CUSTOMERS_PER_BLOCK)
+                remaining = n_lines - written
+                n_guest_lines = int(len(identified) * GUEST_LINE_SHARE / (1 - GUEST_LINE_SHARE))
+                if len(identified) + n_guest_lines > remaining:
+                    # last block: whole customers up to their share of what is left, guests fill the exact count
+                    identified = _keep_whole_customers(identified, int(remaining * (1 - GUEST_LINE_SHARE)))
+                    n_guest_lines = remaining - len(identified)
+                guests = _guest_lines(rng, catalog, day_weights, state, n_guest_lines)
+                frame = _to_output(pd.concat([identified, guests], ignore_index=True))
                 present = truth[truth["customer_id"].isin(frame["CustomerID"].dropna().unique())]
                 truth_writer.writerows(present.itertuples(index=False, name=None))
                 customers += len(present)
