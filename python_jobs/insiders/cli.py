@@ -86,6 +86,27 @@ def _cmd_sqlfluff(args: argparse.Namespace, paths: Paths) -> int:
     return subprocess.run([sqlfluff, *args.sqlfluff_args], cwd=paths.project_dir, env=env, check=False).returncode
 
 
+def _cluster_config(args: argparse.Namespace):
+    from .cluster.config import ClusterConfig
+
+    overrides = {name: getattr(args, name) for name in ("k_min", "k_max", "seed") if getattr(args, name, None)}
+    for name in ("algorithms", "embeddings"):
+        if getattr(args, name, None):
+            overrides[name] = tuple(getattr(args, name).split(","))
+    try:
+        return ClusterConfig(**overrides)
+    except ValueError as exc:
+        raise InsidersError(str(exc)) from exc
+
+
+def _cmd_cluster(args: argparse.Namespace, paths: Paths) -> int:
+    from .cluster.job import run_clustering
+
+    with db.connect(db.resolve_target(paths)) as conn:
+        run_clustering(conn, paths, as_of=args.as_of, refit=args.refit, config=_cluster_config(args))
+    return 0
+
+
 def _dbt_vars(as_of: date | None) -> list[str]:
     return ["--vars", json.dumps({"as_of_date": as_of.isoformat()})] if as_of else []
 
@@ -115,7 +136,16 @@ def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
             rejected += result.lines_rejected
     with timer.stage("dbt build (features)"):
         run_dbt(paths, target, ["build", "--exclude", "source:ml+", *_dbt_vars(args.as_of)])
+    with timer.stage("clustering"), db.connect(target) as conn:
+        from .cluster.job import run_clustering
+
+        result = run_clustering(conn, paths, as_of=args.as_of, refit=args.refit, config=_cluster_config(args))
+    with timer.stage("dbt build (segment marts)"):
+        run_dbt(paths, target, ["build", "--select", "source:ml+", *_dbt_vars(args.as_of)])
     summary = _summary(target, args.as_of)
+    summary["segments"] = len(result.summary)
+    summary["Insiders"] = (f"{result.insider_customer_share:.1%} of customers, "
+                           f"{result.insider_revenue_share:.1%} of revenue")
     log.info("done in %.1f s: %s", time.perf_counter() - started,
              ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in summary.items()))
     log.info("stage timings: %s", ", ".join(f"{k} {v:.1f} s" for k, v in timer.timings.items()))
@@ -130,6 +160,15 @@ def _summary(target, as_of: date | None) -> dict[str, object]:
             (as_of,),
         ).fetchone()
     return {"customers": row[0], "gross revenue": f"{row[1]:,.2f}", "as of": row[2]}
+
+
+def _add_cluster_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--refit", action="store_true", help="fit a new clustering model instead of scoring")
+    p.add_argument("--algorithms", help="comma-separated: kmeans,ward,gmm,dbscan,hdbscan (default kmeans,ward)")
+    p.add_argument("--embeddings", help="comma-separated: scaled,pca,umap,tree (default scaled)")
+    p.add_argument("--k-min", type=int, help="smallest k in the grid (default 2)")
+    p.add_argument("--k-max", type=int, help="largest k in the grid (default 12)")
+    p.add_argument("--seed", type=int, help="random seed (default 42)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -165,8 +204,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the whole pipeline: database, load, dbt build, clustering, summaries")
     p.add_argument("--input", nargs="*", default=[], metavar="FILE", help="invoice files (default: demo data)")
     p.add_argument("--as-of", type=date.fromisoformat, help="feature cutoff date (default: last invoice date)")
-    p.add_argument("--refit", action="store_true", help="fit a new clustering model instead of scoring")
+    _add_cluster_options(p)
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("cluster", help="segment the feature mart: fit once, then score with the saved model")
+    p.add_argument("--as-of", type=date.fromisoformat, help="as-of date to segment (default: the latest)")
+    _add_cluster_options(p)
+    p.set_defaults(func=_cmd_cluster)
     return parser
 
 

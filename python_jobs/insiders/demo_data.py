@@ -66,10 +66,10 @@ class Persona:
 PERIOD_DAYS = int((PERIOD_END - PERIOD_START).days)
 PERSONAS = (
     Persona("big_regular", 0.05, (18, 45), (28.0, 0.4), (12.0, 0.6), (0, PERIOD_DAYS), 0.02, (1.6, 0.35)),
-    Persona("occasional", 0.33, (2, 5), (9.0, 0.4), (3.0, 0.5), (0, PERIOD_DAYS), 0.0, (1.0, 0.25)),
+    Persona("occasional", 0.33, (2, 5), (9.0, 0.4), (3.0, 0.5), (PERIOD_DAYS - 240, PERIOD_DAYS), 0.0, (1.0, 0.25)),
     Persona("one_off", 0.30, (1, 1), (12.0, 0.5), (4.0, 0.6), (0, PERIOD_DAYS), 0.0, (1.0, 0.25)),
     Persona("heavy_returner", 0.09, (4, 10), (14.0, 0.4), (6.0, 0.5), (0, PERIOD_DAYS), 0.45, (1.1, 0.25)),
-    Persona("lapsed", 0.23, (3, 6), (7.0, 0.4), (3.0, 0.5), (0, 130), 0.0, (0.9, 0.25)),
+    Persona("lapsed", 0.23, (3, 6), (7.0, 0.4), (3.0, 0.5), (0, 120), 0.0, (0.9, 0.25)),
 )
 
 

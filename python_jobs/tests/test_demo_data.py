@@ -22,7 +22,7 @@ def test_same_seed_same_bytes_other_seed_other_data(tmp_path):
 
 def test_exact_line_count_and_the_real_files_quirks(tmp_path):
     out = tmp_path / "demo.csv"
-    written, customers = generate(out, n_lines=60_000, seed=1)
+    written, _customers = generate(out, n_lines=60_000, seed=1)
     lines = pd.read_csv(out, dtype={"InvoiceNo": str, "StockCode": str, "CustomerID": "Int64"})
     assert written == len(lines) == 60_000
     assert list(lines.columns) == ["InvoiceNo", "StockCode", "Description", "Quantity", "InvoiceDate", "UnitPrice",

@@ -1,0 +1,71 @@
+"""The clustering job's configuration: one typed object, documented defaults, loaded once."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+# Behaviour the segments are built on. Money and counts are heavy-tailed, so every feature goes through log1p
+# before scaling. clv_recency (days between first and last purchase) separates one-off from repeat buyers, which
+# revenue and invoice counts alone blur.
+DEFAULT_FEATURES = (
+    "gross_revenue",
+    "n_invoices",
+    "recency_days",
+    "return_rate",
+    "avg_ticket",
+    "clv_recency",
+)
+# Raw mart columns the Insider rules may use: what a marketing team can read and act on.
+RULE_FEATURES = (
+    "gross_revenue",
+    "net_revenue",
+    "n_invoices",
+    "n_purchase_days",
+    "recency_days",
+    "tenure_days",
+    "avg_ticket",
+    "return_rate",
+    "n_distinct_products",
+)
+ALGORITHMS = ("kmeans", "gmm", "ward", "dbscan", "hdbscan")
+EMBEDDINGS = ("scaled", "pca", "umap", "tree")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    features: tuple[str, ...] = DEFAULT_FEATURES
+    rule_features: tuple[str, ...] = RULE_FEATURES
+    # the candidate grid: every embedding x algorithm x k in [k_min, k_max]
+    # the default grid is the fast one; gmm, dbscan, hdbscan and the pca, umap and tree embeddings are offered
+    embeddings: tuple[str, ...] = ("scaled",)
+    algorithms: tuple[str, ...] = ("kmeans", "ward")
+    k_min: int = 2
+    k_max: int = 12
+    # selection: segments a marketing team can act on, none too small to matter, stable under resampling
+    segments_min: int = 4
+    segments_max: int = 8
+    # 1%: on the real file the top spenders are about 2% of customers, and they are the point of the exercise
+    min_segment_share: float = 0.01
+    min_stability: float = 0.75
+    n_resamples: int = 4
+    resample_share: float = 0.8
+    silhouette_sample: int = 3000
+    # segment identities carry over on refit when profiles lie within this distance (in pooled std units)
+    match_max_distance: float = 1.0
+    # the Insiders: the best revenue per customer among segments of a sensible size
+    insider_min_share: float = 0.02
+    insider_max_share: float = 0.20
+    rule_tree_depth: int = 3
+    seed: int = 42
+    extra: dict[str, object] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        unknown = [a for a in self.algorithms if a not in ALGORITHMS] + [e for e in self.embeddings
+                                                                         if e not in EMBEDDINGS]
+        if unknown:
+            raise ValueError(f"unknown algorithm or embedding: {', '.join(unknown)}")
+        if not 2 <= self.k_min <= self.k_max:
+            raise ValueError("k_min must be at least 2 and at most k_max")
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)

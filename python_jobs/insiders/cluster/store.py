@@ -1,0 +1,123 @@
+"""Reading the feature mart and writing the ml schema. Connections come from the caller (insiders.db)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+from datetime import date
+from importlib import resources
+from pathlib import Path
+
+import joblib
+import pandas as pd
+import psycopg
+
+from ..errors import InsidersError
+from .candidates import Candidate
+from .model import SegmentModel
+
+log = logging.getLogger(__name__)
+
+
+def ensure_ml_schema(conn: psycopg.Connection) -> None:
+    conn.execute(resources.files("insiders").joinpath("sql/ml_schema.sql").read_text())
+
+
+def latest_as_of(conn: psycopg.Connection) -> date:
+    row = conn.execute("select max(as_of_date) from marts.fct_customer_features").fetchone()
+    if row is None or row[0] is None:
+        raise InsidersError("marts.fct_customer_features is empty: run `insiders run` (or dbt build) first")
+    return row[0]
+
+
+def read_features(conn: psycopg.Connection, as_of: date) -> pd.DataFrame:
+    """The mart's rows for one as-of date, streamed with COPY."""
+    buffer = io.BytesIO()
+    with conn.cursor().copy(
+        "copy (select * from marts.fct_customer_features where as_of_date = %s order by customer_id)"
+        " to stdout (format csv, header)", (as_of,)
+    ) as copy:
+        for block in copy:
+            buffer.write(block)
+    buffer.seek(0)
+    features = pd.read_csv(buffer)
+    if features.empty:
+        raise InsidersError(f"marts.fct_customer_features has no rows as of {as_of}")
+    return features
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_model(model: SegmentModel, directory: Path, run_id: str) -> tuple[Path, str]:
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"segment-model-{run_id}.joblib"
+    joblib.dump(model, path)
+    return path, sha256_of(path)
+
+
+def latest_fit(conn: psycopg.Connection) -> tuple[str, Path, str] | None:
+    row = conn.execute(
+        "select run_id, artifact_path, artifact_sha256 from ml.model_runs where mode = 'fit'"
+        " order by created_at desc limit 1"
+    ).fetchone()
+    return (row[0], Path(row[1]), row[2]) if row else None
+
+
+def load_model(run_id: str, path: Path, recorded_sha256: str) -> SegmentModel:
+    """The model of fit run `run_id`, refused when the file is not the one recorded."""
+    if not path.exists():
+        raise InsidersError(f"the model of run {run_id} is missing ({path}); fit a new one with --refit")
+    actual = sha256_of(path)
+    if actual != recorded_sha256:
+        raise InsidersError(
+            f"{path} does not match its record in ml.model_runs (sha256 {actual[:12]}… ≠ {recorded_sha256[:12]}…): "
+            "refusing to score with it; fit a new one with --refit"
+        )
+    return joblib.load(path)
+
+
+def _copy_rows(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
+    with cur.copy(f"copy {table} ({', '.join(frame.columns)}) from stdin") as copy:
+        for row in frame.itertuples(index=False, name=None):
+            copy.write_row(row)
+
+
+def write_run(conn: psycopg.Connection, *, run: dict[str, object], candidates: list[Candidate],
+              model: SegmentModel | None, segments: pd.DataFrame, rules: pd.DataFrame, as_of: date) -> None:
+    """One transaction: the run, its grid and definitions (fits), and this as-of date's labels and rules."""
+    with conn.transaction(), conn.cursor() as cur:
+        ensure_ml_schema(conn)
+        record = {key: json.dumps(value, default=str) if isinstance(value, dict) else value
+                  for key, value in run.items()}
+        cur.execute(
+            f"insert into ml.model_runs ({', '.join(record)}) values ({', '.join(['%s'] * len(record))})",
+            list(record.values()),
+        )
+        if candidates:
+            grid = pd.DataFrame([{
+                "run_id": run["run_id"], "candidate_id": c.candidate_id, "embedding": c.embedding,
+                "algorithm": c.algorithm, "k": c.k, "n_segments": c.n_clusters,
+                "smallest_segment_share": c.smallest_share, "top_segment_share": c.top_segment_share,
+                "noise_share": c.noise_share,
+                "silhouette": c.silhouette, "davies_bouldin": c.davies_bouldin,
+                "calinski_harabasz": c.calinski_harabasz, "stability": c.stability, "fit_seconds": c.fit_seconds,
+                "eligible": c.eligible, "rejection": c.rejection, "selected": c.selected,
+            } for c in candidates])
+            grid = grid.astype(object).where(grid.notna(), None)
+            _copy_rows(cur, "ml.model_selection", grid)
+        if model is not None:
+            definitions = pd.DataFrame([{
+                "model_run_id": run["run_id"], "segment_id": s.segment_id, "segment_name": s.name,
+                "is_insider": s.is_insider, "n_customers_at_fit": s.n_customers_at_fit,
+                "profile": json.dumps(s.profile),
+            } for s in model.segments])
+            _copy_rows(cur, "ml.segment_definitions", definitions)
+        cur.execute("delete from ml.customer_segments where as_of_date = %s", (as_of,))
+        _copy_rows(cur, "ml.customer_segments", segments)
+        cur.execute("delete from ml.insider_rules where as_of_date = %s", (as_of,))
+        if not rules.empty:
+            _copy_rows(cur, "ml.insider_rules", rules)
