@@ -1,23 +1,32 @@
-"""Tests run against a real PostgreSQL: one embedded server per test session, a fresh database per test."""
+"""Tests run against a real PostgreSQL: one embedded server per test session, a fresh database per test.
+
+Databases that take long to build (the demo and real feature marts) are built once per session and cloned per
+test with `create database … template …`, so tests stay independent without paying for the build each time.
+"""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from insiders.dbt_runner import run_dbt
+from insiders.demo_data import generate
 from insiders.embedded import EmbeddedServer
+from insiders.load import load_file
 from insiders.settings import Paths, Target
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 REAL_DATA = PROJECT_DIR.parent / "shared" / "data" / "online_retail.parquet"
 # CI sets this so that tests needing the real file fail instead of skipping when it is missing
 REQUIRE_REAL_DATA = os.environ.get("INSIDERS_REQUIRE_REAL_DATA") == "1"
+DEMO_LINES = 500_000
+DEMO_SEED = 42
 
 
 @pytest.fixture(scope="session")
@@ -33,16 +42,32 @@ def server_target(test_paths: Paths) -> Iterator[Target]:
     server.stop()
 
 
+def _admin(server_target: Target) -> psycopg.Connection:
+    return psycopg.connect(replace(server_target, dbname="postgres").url, autocommit=True)
+
+
+@pytest.fixture(scope="session")
+def new_database(server_target: Target) -> Iterator[Callable[..., Target]]:
+    """Makes empty databases, or clones of a template; drops them all at the end of the session."""
+    made: list[str] = []
+
+    def make(template: str | None = None) -> Target:
+        name = "test_" + uuid.uuid4().hex[:10]
+        with _admin(server_target) as conn:
+            conn.execute(f'create database "{name}"' + (f' template "{template}"' if template else ""))
+        made.append(name)
+        return replace(server_target, dbname=name)
+
+    yield make
+    with _admin(server_target) as conn:
+        for name in made:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
 @pytest.fixture
-def target(server_target: Target) -> Iterator[Target]:
+def target(new_database: Callable[..., Target]) -> Target:
     """A new, empty database on the session's server."""
-    name = "test_" + uuid.uuid4().hex[:10]
-    admin = replace(server_target, dbname="postgres")
-    with psycopg.connect(admin.url, autocommit=True) as conn:
-        conn.execute(f'create database "{name}"')
-    yield replace(server_target, dbname=name)
-    with psycopg.connect(admin.url, autocommit=True) as conn:
-        conn.execute(f'drop database if exists "{name}" with (force)')
+    return new_database()
 
 
 @pytest.fixture
@@ -59,6 +84,45 @@ def real_data() -> Path:
             pytest.fail(message + "; INSIDERS_REQUIRE_REAL_DATA=1 makes this a failure")
         pytest.skip(message)
     return REAL_DATA
+
+
+def _build_mart(new_database: Callable[..., Target], paths: Paths, files: list[Path]) -> Target:
+    target = new_database()
+    with psycopg.connect(target.url) as conn:
+        for path in files:
+            load_file(conn, path)
+    run_dbt(paths, target, ["build", "--exclude", "source:ml+"], quiet=True)
+    return target
+
+
+@pytest.fixture(scope="session")
+def demo_files(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The default demo data (what `insiders run` uses) and its personas file."""
+    out = tmp_path_factory.mktemp("demo") / "demo_invoices.csv"
+    generate(out, n_lines=DEMO_LINES, seed=DEMO_SEED)
+    return out, out.with_name("demo_invoices.personas.csv")
+
+
+@pytest.fixture(scope="session")
+def demo_template(new_database, test_paths, demo_files) -> str:
+    return _build_mart(new_database, test_paths, [demo_files[0]]).dbname
+
+
+@pytest.fixture(scope="session")
+def real_template(new_database, test_paths, real_data) -> str:
+    return _build_mart(new_database, test_paths, [real_data]).dbname
+
+
+@pytest.fixture
+def demo_mart(new_database, demo_template) -> Target:
+    """A private copy of the demo data loaded and built up to the feature mart."""
+    return new_database(template=demo_template)
+
+
+@pytest.fixture
+def real_mart(new_database, real_template) -> Target:
+    """A private copy of the real file loaded and built as of its last date."""
+    return new_database(template=real_template)
 
 
 @pytest.fixture

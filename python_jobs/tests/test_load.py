@@ -136,7 +136,7 @@ def test_date_format_is_detected_once_per_file(tmp_path, conn, caplog, dates, ex
 
 
 def test_unknown_date_format_fails_with_examples():
-    with pytest.raises(InsidersError, match="no known date format.*'yesterday'"):
+    with pytest.raises(InsidersError, match=r"no known date format.*'yesterday'"):
         detect_date_format(["yesterday", "n/a"], "x.csv")
 
 
@@ -204,7 +204,7 @@ def test_a_file_failing_midway_loads_nothing(tmp_path, conn, monkeypatch):
 
 def test_unsupported_or_missing_files_say_so(tmp_path, conn):
     (tmp_path / "lines.json").write_text("{}")
-    with pytest.raises(InsidersError, match="lines.json: unsupported file type .json"):
+    with pytest.raises(InsidersError, match=r"lines\.json: unsupported file type \.json"):
         load_file(conn, tmp_path / "lines.json")
     with pytest.raises(InsidersError, match="no such file"):
         load_file(conn, tmp_path / "absent.csv")

@@ -1,0 +1,113 @@
+"""The clustering job against real databases: the demo mart (planted personas) and the real file."""
+
+from __future__ import annotations
+
+import pandas as pd
+import psycopg
+import pytest
+from sklearn.metrics import adjusted_rand_score
+
+from insiders.cluster.job import run_clustering
+from insiders.dbt_runner import run_dbt
+from insiders.errors import InsidersError
+
+
+def labels(target, as_of="2011-12-09") -> pd.DataFrame:
+    with psycopg.connect(target.url) as conn:
+        cur = conn.execute(
+            "select customer_id, segment_id, segment_name, is_insider from ml.customer_segments"
+            " where as_of_date = %s order by customer_id", (as_of,))
+        return pd.DataFrame(cur.fetchall(), columns=["customer_id", "segment_id", "segment_name", "is_insider"])
+
+
+def cluster(target, paths, **options):
+    with psycopg.connect(target.url) as conn:
+        return run_clustering(conn, paths, **options)
+
+
+def build_features(target, paths, as_of: str) -> None:
+    run_dbt(paths, target, ["build", "--select", "fct_customer_features", "--vars", f"{{as_of_date: '{as_of}'}}"],
+            quiet=True)
+
+
+def test_demo_segments_recover_the_planted_personas(demo_mart, test_paths, demo_files):
+    result = cluster(demo_mart, test_paths)
+    assert result.mode == "fit"
+    segments = labels(demo_mart).merge(pd.read_csv(demo_files[1]), on="customer_id", how="left")
+    assert segments["persona"].notna().all()
+    assert adjusted_rand_score(segments["persona"], segments["segment_id"]) >= 0.8
+    big_regulars = segments[segments["persona"] == "big_regular"]
+    assert big_regulars["is_insider"].mean() >= 0.9
+    assert segments.groupby("segment_id")["segment_name"].nunique().eq(1).all()
+    assert (segments.drop_duplicates("segment_id")["is_insider"]).sum() == 1
+
+
+def test_same_input_same_labels(demo_mart, test_paths):
+    cluster(demo_mart, test_paths, refit=True)
+    first = labels(demo_mart)
+    cluster(demo_mart, test_paths, refit=True)
+    pd.testing.assert_frame_equal(first, labels(demo_mart))
+    scored = cluster(demo_mart, test_paths)
+    assert scored.mode == "score"
+    pd.testing.assert_frame_equal(first, labels(demo_mart))
+
+
+def test_one_row_per_customer_and_reruns_replace_only_their_date(demo_mart, test_paths):
+    build_features(demo_mart, test_paths, "2011-09-30")
+    cluster(demo_mart, test_paths, as_of=pd.Timestamp("2011-09-30").date())
+    cluster(demo_mart, test_paths, as_of=pd.Timestamp("2011-12-09").date())
+    cluster(demo_mart, test_paths, as_of=pd.Timestamp("2011-09-30").date())
+    with psycopg.connect(demo_mart.url) as conn:
+        rows = dict(conn.execute(
+            "select s.as_of_date::text, count(*) from ml.customer_segments as s group by 1").fetchall())
+        mart = dict(conn.execute(
+            "select as_of_date::text, count(*) from marts.fct_customer_features group by 1").fetchall())
+        assert rows == mart
+        runs = conn.execute("select mode, count(*) from ml.model_runs group by 1 order by 1").fetchall()
+        assert runs == [("fit", 1), ("score", 2)]
+        grid = conn.execute("select count(*), count(*) filter (where selected) from ml.model_selection").fetchone()
+        assert grid[0] >= 20 and grid[1] == 1
+        rules = conn.execute("select rule_text, precision, recall, tree_accuracy from ml.insider_rules"
+                             " where as_of_date = '2011-12-09'").fetchall()
+        assert rules and all(text and 0 <= p <= 1 and 0 <= r <= 1 and acc > 0.8 for text, p, r, acc in rules)
+
+
+def test_a_later_date_keeps_ids_and_names_and_a_refit_carries_them_over(demo_mart, test_paths):
+    build_features(demo_mart, test_paths, "2011-10-31")
+    fit = cluster(demo_mart, test_paths, as_of=pd.Timestamp("2011-10-31").date())
+    october = fit.summary.set_index("segment_id")["segment_name"]
+    later = cluster(demo_mart, test_paths)  # 2011-12-09, no refit
+    assert later.mode == "score"
+    assert later.summary.set_index("segment_id")["segment_name"].to_dict() == october.to_dict()
+    # a refit on the same data finds the same profiles: every id and name carries over
+    same = cluster(demo_mart, test_paths, as_of=pd.Timestamp("2011-10-31").date(), refit=True)
+    assert same.summary.set_index("segment_id")["segment_name"].to_dict() == october.to_dict()
+    # a refit six weeks later: the segments whose profile held keep their ids
+    refit = cluster(demo_mart, test_paths, refit=True)
+    carried = set(refit.summary["segment_id"]) & set(october.index)
+    assert len(carried) >= len(october) - 1
+    insiders = refit.summary[refit.summary["is_insider"]]["segment_id"].item()
+    assert october[insiders] == "Insiders"
+
+
+def test_a_tampered_model_is_refused(demo_mart, test_paths):
+    cluster(demo_mart, test_paths)
+    with psycopg.connect(demo_mart.url) as conn:
+        path = conn.execute("select artifact_path from ml.model_runs where mode = 'fit'").fetchone()[0]
+    with open(path, "ab") as artifact:
+        artifact.write(b"tampered")
+    with pytest.raises(InsidersError, match="does not match its record"):
+        cluster(demo_mart, test_paths)
+
+
+def test_real_file_insiders_are_few_and_bring_much(real_mart, test_paths):
+    result = cluster(real_mart, test_paths)
+    assert result.insider_customer_share <= 0.20
+    assert result.insider_revenue_share >= 0.40
+    first = labels(real_mart)
+    with psycopg.connect(real_mart.url) as conn:
+        customers = conn.execute("select count(*) from marts.fct_customer_features"
+                                 " where as_of_date = '2011-12-09'").fetchone()[0]
+    assert len(first) == customers == first["customer_id"].nunique()
+    cluster(real_mart, test_paths, refit=True)
+    pd.testing.assert_frame_equal(first, labels(real_mart))
