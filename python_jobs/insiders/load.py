@@ -89,10 +89,10 @@ class LoadResult:
 
 @dataclass
 class Chunk:
-    """A block of lines as read, with canonical column names, plus lines refused before parsing."""
+    """A block of lines as read: canonical columns, the fields as read (for rejects), lines refused early."""
 
-    frame: pd.DataFrame  # canonical columns + source_sheet, source_line, raw_text-able original values
-    original_columns: list[str]
+    frame: pd.DataFrame  # canonical columns + source_sheet, source_line
+    original: pd.DataFrame  # every field as read, by position; kept out of frame.attrs, which pandas deep-copies
     pre_rejected: pd.DataFrame
 
 
@@ -183,13 +183,11 @@ def _empty_rejects() -> pd.DataFrame:
 
 def _frame_from_rows(rows: list[Sequence[object]], lines: list[int], sheet: str, header: Sequence[object],
                      positions: dict[str, int]) -> Chunk:
-    columns = [str(h) for h in header]
     frame = pd.DataFrame(rows, columns=range(len(header)), dtype=object)
     out = pd.DataFrame({canonical: frame[pos] for canonical, pos in positions.items()})
     out["source_sheet"] = sheet
     out["source_line"] = lines
-    out.attrs["original"] = frame
-    return Chunk(out, columns, _empty_rejects())
+    return Chunk(out, frame, _empty_rejects())
 
 
 # -- readers: each yields chunks of canonical columns ------------------------------------------------------
@@ -266,9 +264,8 @@ def read_parquet(source: SourceFile) -> Iterator[Chunk]:
         out["source_sheet"] = ""
         out["source_line"] = np.arange(first_line, first_line + len(frame))
         frame.columns = range(frame.shape[1])
-        out.attrs["original"] = frame
         first_line += len(frame)
-        yield Chunk(out, list(header), _empty_rejects())
+        yield Chunk(out, frame, _empty_rejects())
 
 
 def read_xlsx(source: SourceFile, sheet: str | None) -> Iterator[Chunk]:
@@ -313,9 +310,11 @@ def _xlsx_chunk(source: SourceFile, rows: list[tuple[object, ...]], lines: list[
 # -- parsing -----------------------------------------------------------------------------------------------
 
 def _text(series: pd.Series) -> pd.Series:
-    """Strip text; empty strings and float NaN become missing."""
-    as_text = series.astype("string").str.strip()
-    return as_text.mask(as_text.isin(["", "nan", "NaN", "None"]))
+    """Text with surrounding spaces stripped; empty text and missing values become None."""
+    values = series.astype(object)
+    missing = values.isna().to_numpy()
+    stripped = values.where(missing, values.astype(str).str.strip())
+    return stripped.where(~missing & (stripped != ""), None)
 
 
 def _numeric_text(series: pd.Series) -> pd.Series:
@@ -378,7 +377,7 @@ def parse_chunk(chunk: Chunk, date_format: str | None) -> tuple[pd.DataFrame, pd
     })[~rejected_mask]
 
     if rejected_mask.any():
-        original: pd.DataFrame = frame.attrs["original"].loc[rejected_mask]
+        original = chunk.original.loc[rejected_mask.to_numpy()]
         rejected = pd.DataFrame({
             "source_sheet": frame.loc[rejected_mask, "source_sheet"],
             "source_line": frame.loc[rejected_mask, "source_line"],
