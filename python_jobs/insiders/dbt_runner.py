@@ -15,6 +15,18 @@ from .settings import Paths, Target
 log = logging.getLogger(__name__)
 
 
+def _reader_roles(target: Target) -> str:
+    """The read-only roles that exist, for dbt's grants on the marts (a grant to a missing role would fail)."""
+    from . import db
+    from .roles import existing_reader_roles
+
+    try:
+        with db.connect(target) as conn:
+            return ",".join(existing_reader_roles(conn))
+    except InsidersError:
+        return ""
+
+
 def dbt_environment(paths: Paths, target: Target) -> dict[str, str]:
     profiles_dir = paths.dbt_profiles_dir
     profiles_dir.mkdir(parents=True, exist_ok=True)
@@ -22,6 +34,7 @@ def dbt_environment(paths: Paths, target: Target) -> dict[str, str]:
     shutil.copyfile(paths.project_dir / "profiles.yml.example", profiles_dir / "profiles.yml")
     env = dict(os.environ)
     env.update(target.dbt_env())
+    env.setdefault("INSIDERS_READER_ROLES", _reader_roles(target))
     env.update({"DBT_PROFILES_DIR": str(profiles_dir), "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
     return env
 

@@ -1,0 +1,67 @@
+{{ config(contract={'enforced': true}) }}
+
+{#- One row per customer per as-of date: the segment history, with the features the summaries read. -#}
+
+with segments as (
+
+    select * from {{ ref('stg_ml__customer_segments') }}
+
+),
+
+features as (
+
+    select * from {{ ref('fct_customer_features') }}
+
+),
+
+joined as (
+
+    select
+        segments.customer_id,
+        segments.as_of_date,
+        segments.segment_id,
+        segments.segment_name,
+        segments.is_insider,
+        segments.confidence,
+        segments.map_x,
+        segments.map_y,
+        segments.run_id,
+        features.gross_revenue,
+        features.net_revenue,
+        features.returned_value,
+        features.n_invoices,
+        features.n_items,
+        features.n_returned_items,
+        features.n_distinct_products,
+        features.recency_days,
+        features.avg_ticket,
+        features.avg_basket_size
+    from segments
+    inner join features
+        on
+            segments.customer_id = features.customer_id
+            and segments.as_of_date = features.as_of_date
+
+)
+
+select
+    cast(customer_id as bigint) as customer_id,
+    cast(as_of_date as date) as as_of_date,
+    cast(segment_id as integer) as segment_id,
+    cast(segment_name as text) as segment_name,
+    cast(is_insider as boolean) as is_insider,
+    cast(confidence as double precision) as confidence,
+    cast(map_x as double precision) as map_x,
+    cast(map_y as double precision) as map_y,
+    cast(run_id as text) as run_id,
+    cast(gross_revenue as numeric(18, 4)) as gross_revenue,
+    cast(net_revenue as numeric(18, 4)) as net_revenue,
+    cast(returned_value as numeric(18, 4)) as returned_value,
+    cast(n_invoices as integer) as n_invoices,
+    cast(n_items as bigint) as n_items,
+    cast(n_returned_items as bigint) as n_returned_items,
+    cast(n_distinct_products as integer) as n_distinct_products,
+    cast(recency_days as integer) as recency_days,
+    cast(avg_ticket as numeric(14, 4)) as avg_ticket,
+    cast(avg_basket_size as numeric(14, 4)) as avg_basket_size
+from joined

@@ -1,0 +1,114 @@
+{{ config(contract={'enforced': true}) }}
+
+{#-
+    One row per pair of consecutive as-of dates and (from segment, to segment): how many customers moved and the
+    revenue they brought in between. Customers absent at the earlier date come from segment 0 "(new customers)";
+    customers absent at the later date go to segment 0 "(left the base)". So, per date pair, the customers
+    leaving each segment add up to its size at the earlier date, and those arriving to its size at the later one.
+-#}
+
+with customer_segments as (
+
+    select * from {{ ref('fct_customer_segments') }}
+
+),
+
+as_of_dates as (
+
+    select distinct as_of_date from customer_segments
+
+),
+
+date_pairs as (
+
+    select
+        as_of_date as from_as_of_date,
+        lead(as_of_date) over (order by as_of_date) as to_as_of_date
+    from as_of_dates
+
+),
+
+moves as (
+
+    select
+        date_pairs.from_as_of_date,
+        date_pairs.to_as_of_date,
+        coalesce(earlier.segment_id, 0) as from_segment_id,
+        coalesce(earlier.segment_name, '(new customers)') as from_segment_name,
+        coalesce(earlier.is_insider, false) as from_insiders,
+        coalesce(later.segment_id, 0) as to_segment_id,
+        coalesce(later.segment_name, '(left the base)') as to_segment_name,
+        coalesce(later.is_insider, false) as to_insiders,
+        coalesce(later.gross_revenue, 0) - coalesce(earlier.gross_revenue, 0) as period_gross_revenue
+    from date_pairs
+    inner join customer_segments as earlier
+        on date_pairs.from_as_of_date = earlier.as_of_date
+    left join customer_segments as later
+        on
+            date_pairs.to_as_of_date = later.as_of_date
+            and earlier.customer_id = later.customer_id
+    where date_pairs.to_as_of_date is not null
+
+),
+
+new_customers as (
+
+    select
+        date_pairs.from_as_of_date,
+        date_pairs.to_as_of_date,
+        0 as from_segment_id,
+        '(new customers)' as from_segment_name,
+        false as from_insiders,
+        later.segment_id as to_segment_id,
+        later.segment_name as to_segment_name,
+        later.is_insider as to_insiders,
+        later.gross_revenue as period_gross_revenue
+    from date_pairs
+    inner join customer_segments as later
+        on date_pairs.to_as_of_date = later.as_of_date
+    left join customer_segments as earlier
+        on
+            date_pairs.from_as_of_date = earlier.as_of_date
+            and later.customer_id = earlier.customer_id
+    where earlier.customer_id is null
+
+),
+
+all_moves as (
+
+    select * from moves
+    union all
+    select * from new_customers
+
+),
+
+counted as (
+
+    select
+        from_as_of_date,
+        to_as_of_date,
+        from_segment_id,
+        from_segment_name,
+        to_segment_id,
+        to_segment_name,
+        bool_or(to_insiders and not from_insiders) as is_entering_insiders,
+        bool_or(from_insiders and not to_insiders) as is_leaving_insiders,
+        count(*) as n_customers,
+        sum(period_gross_revenue) as period_gross_revenue
+    from all_moves
+    group by from_as_of_date, to_as_of_date, from_segment_id, from_segment_name, to_segment_id, to_segment_name
+
+)
+
+select
+    cast(from_as_of_date as date) as from_as_of_date,
+    cast(to_as_of_date as date) as to_as_of_date,
+    cast(from_segment_id as integer) as from_segment_id,
+    cast(from_segment_name as text) as from_segment_name,
+    cast(to_segment_id as integer) as to_segment_id,
+    cast(to_segment_name as text) as to_segment_name,
+    cast(is_entering_insiders as boolean) as is_entering_insiders,
+    cast(is_leaving_insiders as boolean) as is_leaving_insiders,
+    cast(n_customers as integer) as n_customers,
+    cast(period_gross_revenue as numeric(18, 4)) as period_gross_revenue
+from counted
