@@ -107,6 +107,13 @@ def _cmd_cluster(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def _cmd_backfill(args: argparse.Namespace, paths: Paths) -> int:
+    from .backfill import backfill, parse_range
+
+    backfill(paths, db.resolve_target(paths), parse_range(args.start, args.end, args.monthly), refit=args.refit)
+    return 0
+
+
 def _dbt_vars(as_of: date | None) -> list[str]:
     return ["--vars", json.dumps({"as_of_date": as_of.isoformat()})] if as_of else []
 
@@ -206,6 +213,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of", type=date.fromisoformat, help="feature cutoff date (default: last invoice date)")
     _add_cluster_options(p)
     p.set_defaults(func=_cmd_run)
+
+    p = sub.add_parser("backfill", help="features and segments for every month-end of a range")
+    p.add_argument("--from", dest="start", type=date.fromisoformat, required=True, help="first date (month-end)")
+    p.add_argument("--to", dest="end", type=date.fromisoformat, required=True, help="last date")
+    p.add_argument("--monthly", action="store_true", help="every month-end between --from and --to, and --to")
+    p.add_argument("--refit", action="store_true", help="fit a new model on the last date instead of scoring")
+    p.set_defaults(func=_cmd_backfill)
 
     p = sub.add_parser("cluster", help="segment the feature mart: fit once, then score with the saved model")
     p.add_argument("--as-of", type=date.fromisoformat, help="as-of date to segment (default: the latest)")
