@@ -114,6 +114,15 @@ def _cmd_backfill(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace, paths: Paths) -> int:
+    from .report import write_report
+
+    with db.connect(db.resolve_target(paths)) as conn:
+        out = write_report(conn, Path(args.out), args.as_of)
+    print(f"report written to {out}")
+    return 0
+
+
 def _dbt_vars(as_of: date | None) -> list[str]:
     return ["--vars", json.dumps({"as_of_date": as_of.isoformat()})] if as_of else []
 
@@ -220,6 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--monthly", action="store_true", help="every month-end between --from and --to, and --to")
     p.add_argument("--refit", action="store_true", help="fit a new model on the last date instead of scoring")
     p.set_defaults(func=_cmd_backfill)
+
+    p = sub.add_parser("report", help="write a self-contained HTML dashboard from the marts")
+    p.add_argument("--out", default="insiders-report.html", help="output file (default insiders-report.html)")
+    p.add_argument("--as-of", type=date.fromisoformat, help="as-of date to show (default: the latest)")
+    p.set_defaults(func=_cmd_report)
 
     p = sub.add_parser("cluster", help="segment the feature mart: fit once, then score with the saved model")
     p.add_argument("--as-of", type=date.fromisoformat, help="as-of date to segment (default: the latest)")

@@ -27,6 +27,10 @@ def test_run_on_demo_data_builds_the_feature_mart(use_target, test_paths):
         lines_read = conn.execute("select sum(lines_read) from raw.load_batches").fetchone()[0]
         counted = conn.execute("select sum(n_lines) from marts.rpt_data_quality").fetchone()[0]
         assert lines_read == counted == 500_000
+        segmented = conn.execute("select count(*) from ml.customer_segments").fetchone()[0]
+        assert segmented == customers
+        summary = conn.execute("select count(*), sum(n_customers) from marts.fct_segment_summary").fetchone()
+        assert summary[0] >= 4 and summary[1] == customers
     # a second run finds the file loaded and leaves one batch
     assert main(["run"]) == 0
     with psycopg.connect(use_target.url) as conn:

@@ -1,0 +1,276 @@
+"""`insiders report`: one self-contained HTML dashboard (inline SVG, no network) from the marts."""
+
+from __future__ import annotations
+
+import html
+import logging
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+
+from .errors import InsidersError
+
+log = logging.getLogger(__name__)
+PALETTE = ["#d1495b", "#00798c", "#edae49", "#30638e", "#66a182", "#8d5a97", "#e07a5f", "#3d405b", "#81b29a",
+           "#f2cc8f", "#577590", "#9c6644"]
+MAP_POINTS = 5_000
+
+
+@dataclass
+class ReportData:
+    as_of: date
+    summary: pd.DataFrame  # fct_segment_summary, every date
+    customers: pd.DataFrame  # map points at the as-of date
+    transitions: pd.DataFrame  # Insiders in and out per date pair
+    hypotheses: pd.DataFrame
+    rules: pd.DataFrame
+    quality: pd.DataFrame
+
+
+def _frame(conn: psycopg.Connection, query: str, params: tuple = ()) -> pd.DataFrame:
+    cur = conn.execute(query, params)
+    return pd.DataFrame(cur.fetchall(), columns=[d.name for d in cur.description])
+
+
+def read_report_data(conn: psycopg.Connection, as_of: date | None = None) -> ReportData:
+    try:
+        as_of = as_of or conn.execute("select max(as_of_date) from marts.fct_segment_summary").fetchone()[0]
+    except psycopg.errors.UndefinedTable as exc:
+        raise InsidersError("the segment marts do not exist yet: run `insiders run` first") from exc
+    if as_of is None:
+        raise InsidersError("marts.fct_segment_summary is empty: run `insiders run` first")
+    return ReportData(
+        as_of=as_of,
+        summary=_frame(conn, "select * from marts.fct_segment_summary where as_of_date <= %s"
+                             " order by as_of_date, segment_id", (as_of,)),
+        customers=_frame(conn, "select customer_id, segment_id, map_x, map_y from marts.fct_customer_segments"
+                               " where as_of_date = %s order by customer_id", (as_of,)),
+        transitions=_frame(conn, """
+            select to_as_of_date,
+                   coalesce(sum(n_customers) filter (where is_entering_insiders), 0) as entered,
+                   coalesce(sum(n_customers) filter (where is_leaving_insiders), 0) as left_insiders
+            from marts.fct_segment_transitions where to_as_of_date <= %s
+            group by to_as_of_date order by to_as_of_date""", (as_of,)),
+        hypotheses=_frame(conn, "select hypothesis_id, statement, measured_value, compared_with, unit, holds"
+                                " from marts.rpt_hypotheses where as_of_date = %s order by hypothesis_id", (as_of,)),
+        rules=_frame(conn, "select rule_number, sentence from marts.rpt_insider_rules where as_of_date = %s"
+                           " order by rule_number", (as_of,)),
+        quality=_frame(conn, "select rule, sum(n_lines) as n_lines, sum(line_revenue) as line_revenue"
+                             " from marts.rpt_data_quality group by rule, rule_order order by rule_order"),
+    )
+
+
+# -- SVG pieces ----------------------------------------------------------------------------------------------
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _colors(summary: pd.DataFrame) -> dict[int, str]:
+    return {int(s): PALETTE[i % len(PALETTE)] for i, s in enumerate(sorted(summary["segment_id"].unique()))}
+
+
+def share_bars(current: pd.DataFrame, colors: dict[int, str]) -> str:
+    """Customers' share against revenue share, one pair of bars per segment."""
+    row_height, label_width, bar_width = 34, 190, 420
+    height = row_height * len(current) + 30
+    parts = [f'<svg class="chart" viewBox="0 0 {label_width + bar_width + 80} {height}" role="img" '
+             'aria-label="customer and revenue share by segment">']
+    for i, row in enumerate(current.itertuples()):
+        y = 20 + i * row_height
+        color = colors[int(row.segment_id)]
+        customers, revenue = float(row.customer_share), float(row.gross_revenue_share)
+        parts += [
+            f'<text x="0" y="{y + 12}" class="label">{_esc(row.segment_name)}</text>',
+            f'<rect x="{label_width}" y="{y}" width="{bar_width * customers:.1f}" height="11" fill="{color}" '
+            'opacity="0.45"/>',
+            f'<rect x="{label_width}" y="{y + 13}" width="{bar_width * revenue:.1f}" height="11" fill="{color}"/>',
+            f'<text x="{label_width + bar_width * max(customers, revenue) + 6:.1f}" y="{y + 20}" class="small">'
+            f"{customers:.0%} of customers · {revenue:.0%} of revenue</text>",
+        ]
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def customer_map(customers: pd.DataFrame, colors: dict[int, str], names: dict[int, str]) -> str:
+    size = 520
+    points = customers.iloc[:: max(1, len(customers) // MAP_POINTS)]
+    xs, ys = points["map_x"].astype(float), points["map_y"].astype(float)
+    x0, x1, y0, y1 = xs.quantile(0.005), xs.quantile(0.995), ys.quantile(0.005), ys.quantile(0.995)
+    sx = (size - 20) / max(x1 - x0, 1e-9)
+    sy = (size - 20) / max(y1 - y0, 1e-9)
+    parts = [f'<svg class="chart" viewBox="0 0 {size + 200} {size}" role="img" aria-label="customer map">']
+    for row in points.itertuples():
+        x = 10 + (min(max(float(row.map_x), x0), x1) - x0) * sx
+        y = size - 10 - (min(max(float(row.map_y), y0), y1) - y0) * sy
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="2.2" fill="{colors[int(row.segment_id)]}" '
+                     'opacity="0.6"/>')
+    for i, (segment_id, name) in enumerate(sorted(names.items())):
+        parts.append(f'<rect x="{size + 15}" y="{20 + i * 22}" width="12" height="12" fill="{colors[segment_id]}"/>'
+                     f'<text x="{size + 33}" y="{31 + i * 22}" class="label">{_esc(name)}</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def line_chart(series: dict[str, list[float]], dates: list[date], colors: dict[str, str], percent: bool,
+               label: str) -> str:
+    width, height, left, bottom = 720, 260, 56, 30
+    top = max((max(v) for v in series.values() if v), default=1) or 1
+    def x(i: int) -> float:
+        return left + (width - left - 150) * (i / max(1, len(dates) - 1))
+
+    def y(v: float) -> float:
+        return height - bottom - (height - bottom - 10) * (v / top)
+
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{_esc(label)}">',
+             f'<line x1="{left}" y1="{height - bottom}" x2="{width - 150}" y2="{height - bottom}" class="axis"/>',
+             f'<line x1="{left}" y1="10" x2="{left}" y2="{height - bottom}" class="axis"/>',
+             f'<text x="4" y="16" class="small">{top:.0%}</text>' if percent else
+             f'<text x="4" y="16" class="small">{top:,.0f}</text>']
+    for i, day in enumerate(dates):
+        if len(dates) <= 13 or i % 2 == 0:
+            parts.append(f'<text x="{x(i):.1f}" y="{height - 10}" class="small" text-anchor="middle">'
+                         f"{day:%b %y}</text>")
+    for n, (name, values) in enumerate(series.items()):
+        points = " ".join(f"{x(i):.1f},{y(v):.1f}" for i, v in enumerate(values))
+        parts.append(f'<polyline points="{points}" fill="none" stroke="{colors[name]}" stroke-width="2.2"/>')
+        parts += [f'<circle cx="{x(i):.1f}" cy="{y(v):.1f}" r="2.5" fill="{colors[name]}"/>'
+                  for i, v in enumerate(values)]
+        parts.append(f'<text x="{width - 140}" y="{20 + n * 18}" class="label" style="fill:{colors[name]}">'
+                     f"{_esc(name)}</text>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def moves_chart(transitions: pd.DataFrame) -> str:
+    if transitions.empty:
+        return "<p class='note'>One as-of date so far: moves appear from the second month on (insiders backfill).</p>"
+    width, height, bottom = 720, 220, 30
+    top = max(1, int(transitions[["entered", "left_insiders"]].to_numpy().max()))
+    step = (width - 60) / len(transitions)
+    parts = [f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="moves in and out">']
+    for i, row in enumerate(transitions.itertuples()):
+        x = 50 + i * step
+        for j, (value, color) in enumerate(((row.entered, "#66a182"), (row.left_insiders, "#d1495b"))):
+            h = (height - bottom - 20) * value / top
+            parts.append(f'<rect x="{x + j * step * 0.4:.1f}" y="{height - bottom - h:.1f}" '
+                         f'width="{step * 0.38:.1f}" height="{h:.1f}" fill="{color}"/>')
+        parts.append(f'<text x="{x + step * 0.4:.1f}" y="{height - 10}" class="small" text-anchor="middle">'
+                     f"{row.to_as_of_date:%b %y}</text>")
+    parts.append('<text x="50" y="14" class="label" style="fill:#66a182">entered</text>'
+                 '<text x="130" y="14" class="label" style="fill:#d1495b">left</text></svg>')
+    return "".join(parts)
+
+
+def _table(headers: list[str], rows: list[list[object]], css: str = "") -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
+    return f'<table class="{css}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+
+
+def profiles_table(current: pd.DataFrame) -> str:
+    metrics = [
+        ("customers", "n_customers", "{:,.0f}"), ("share of customers", "customer_share", "{:.1%}"),
+        ("share of gross revenue", "gross_revenue_share", "{:.1%}"),
+        ("mean gross revenue", "mean_gross_revenue", "£{:,.0f}"),
+        ("median gross revenue", "median_gross_revenue", "£{:,.0f}"),
+        ("median recency (days)", "median_recency_days", "{:,.0f}"),
+        ("median invoices", "median_invoices", "{:,.1f}"), ("average ticket", "avg_ticket", "£{:,.0f}"),
+        ("return rate (units)", "return_rate", "{:.1%}"), ("mean products", "mean_distinct_products", "{:,.0f}"),
+        ("mean units bought", "mean_items", "{:,.0f}"),
+    ]
+    rows = [[_esc(label)] + [fmt.format(float(v)) if v is not None else "n/a" for v in current[column]]
+            for label, column, fmt in metrics]
+    return _table(["", *list(current["segment_name"])], rows, "profiles")
+
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<meta http-equiv="Content-Security-Policy"
+      content="default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<title>Insiders — customer segments as of {as_of}</title>
+<style>
+body {{ font: 15px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 24px; color: #222; }}
+h1 {{ margin-bottom: 0; }} h2 {{ margin-top: 36px; border-bottom: 1px solid #ddd; padding-bottom: 4px; }}
+.headline {{ display: flex; gap: 16px; flex-wrap: wrap; margin: 16px 0; }}
+.card {{ background: #f6f6f3; border-radius: 8px; padding: 10px 16px; min-width: 150px; }}
+.card b {{ display: block; font-size: 22px; }}
+.chart {{ width: 100%; max-width: 900px; height: auto; }}
+.label {{ font-size: 12px; fill: #222; }} .small {{ font-size: 11px; fill: #555; }} .axis {{ stroke: #999; }}
+table {{ border-collapse: collapse; margin: 8px 0; }} th, td {{ padding: 4px 10px; border-bottom: 1px solid #eee; }}
+td {{ text-align: right; }} td:first-child {{ text-align: left; }} th {{ background: #f6f6f3; }}
+.yes {{ color: #2a7a3b; font-weight: 600; }} .no {{ color: #b23a48; font-weight: 600; }}
+.note {{ color: #666; }} table.hypotheses td:nth-child(2) {{ text-align: left; }}
+</style></head>
+<body>
+<h1>Insiders</h1>
+<p class="note">Customer segments as of {as_of} · generated by <code>insiders report</code> from the marts</p>
+<div class="headline">{cards}</div>
+<h2>Segments: size and revenue</h2>{bars}
+<h2>Customer map</h2><p class="note">Each dot a customer, placed by the model's 2-D projection of the features.</p>
+{map}
+<h2>Segment profiles</h2>{profiles}
+<h2>Month by month</h2>{history}{insider_share}
+<h2>In and out of the Insiders</h2>{moves}
+<h2>Hypotheses</h2>{hypotheses}
+<h2>What it takes to be an Insider</h2>{rules}
+<h2>Data quality</h2>{quality}
+<script>
+  window.addEventListener("error", function () {{ document.body.dataset.error = "yes"; }});
+  var charts = document.querySelectorAll("svg.chart").length;
+  document.body.dataset.charts = String(charts);
+  document.body.dataset.rendered = charts > 0 && !document.body.dataset.error ? "ok" : "no";
+</script>
+</body></html>
+"""
+
+
+def render(data: ReportData) -> str:
+    summary = data.summary
+    current = summary[summary["as_of_date"] == data.as_of].sort_values("segment_id")
+    colors = _colors(summary)
+    names = {int(r.segment_id): r.segment_name for r in current.itertuples()}
+    insiders = current[current["is_insider"]].iloc[0]
+    cards = [
+        ("customers", f"{int(current['n_customers'].sum()):,}"),
+        ("gross revenue", f"£{float(current['gross_revenue'].sum()):,.0f}"),
+        ("Insiders", f"{int(insiders.n_customers):,} ({float(insiders.customer_share):.1%})"),
+        ("Insiders' revenue share", f"{float(insiders.gross_revenue_share):.1%}"),
+        ("segments", str(len(current))),
+    ]
+    dates = sorted(summary["as_of_date"].unique())
+    sizes = summary.pivot_table(index="as_of_date", columns="segment_id", values="n_customers").reindex(dates)
+    history = line_chart({names.get(int(s), f"segment {s}"): [float(v) for v in sizes[s].fillna(0)]
+                          for s in sizes.columns}, dates,
+                         {names.get(int(s), f"segment {s}"): colors[int(s)] for s in sizes.columns}, False,
+                         "customers per segment by month")
+    share = summary[summary["is_insider"]].set_index("as_of_date")["gross_revenue_share"].reindex(dates).fillna(0)
+    insider_share = line_chart({"Insiders' revenue share": [float(v) for v in share]}, dates,
+                               {"Insiders' revenue share": colors[int(insiders.segment_id)]}, True,
+                               "Insiders' share of revenue by month")
+    hypotheses = _table(["", "hypothesis", "measured", "compared with", "holds"], [
+        [_esc(r.hypothesis_id), _esc(r.statement), f"{float(r.measured_value):,.3f}",
+         f"{float(r.compared_with):,.3f} <span class='note'>({_esc(r.unit)})</span>",
+         "<span class='yes'>true</span>" if r.holds else "<span class='no'>false</span>"]
+        for r in data.hypotheses.itertuples()], "hypotheses")
+    rules = "<ol>" + "".join(f"<li>{_esc(r.sentence)}</li>" for r in data.rules.itertuples()) + "</ol>"
+    quality = _table(["rule", "lines", "revenue"], [
+        [_esc(r.rule), f"{int(r.n_lines):,}", f"£{float(r.line_revenue):,.2f}"] for r in data.quality.itertuples()])
+    return PAGE.format(
+        as_of=data.as_of, cards="".join(f'<div class="card">{_esc(k)}<b>{_esc(v)}</b></div>' for k, v in cards),
+        bars=share_bars(current, colors), map=customer_map(data.customers, colors, names),
+        profiles=profiles_table(current), history=history, insider_share=insider_share,
+        moves=moves_chart(data.transitions), hypotheses=hypotheses, rules=rules, quality=quality,
+    )
+
+
+def write_report(conn: psycopg.Connection, out: Path, as_of: date | None = None) -> Path:
+    data = read_report_data(conn, as_of)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(data), encoding="utf-8")
+    log.info("wrote %s (%s segments, %s customers, %d as-of dates)", out, data.summary["segment_id"].nunique(),
+             f"{len(data.customers):,}", data.summary["as_of_date"].nunique())
+    return out
