@@ -78,7 +78,7 @@ top_quartile as (
 
 ),
 
-measured as (
+h1_revenue_share as (
 
     select
         base.as_of_date,
@@ -88,79 +88,119 @@ measured as (
         {{ safe_divide('insiders.gross_revenue', 'base.gross_revenue') }} as measured_value,
         {{ var('hypothesis_min_insider_revenue_share') }} as compared_with,
         'share of gross revenue' as unit,
-        {{ safe_divide('insiders.gross_revenue', 'base.gross_revenue') }}
-        > {{ var('hypothesis_min_insider_revenue_share') }} as holds
+        '>' as comparison
     from base
     inner join insiders on base.as_of_date = insiders.as_of_date
 
-    union all
+),
+
+h2_item_share as (
 
     select
         base.as_of_date,
-        'H2',
+        'H2' as hypothesis_id,
         'The Insiders buy more than '
-        || round(100 * {{ var('hypothesis_min_insider_item_share') }}) || '% of the units sold.',
-        {{ safe_divide('insiders.n_items', 'base.n_items') }},
-        {{ var('hypothesis_min_insider_item_share') }},
-        'share of units bought',
-        {{ safe_divide('insiders.n_items', 'base.n_items') }} > {{ var('hypothesis_min_insider_item_share') }}
+        || round(100 * {{ var('hypothesis_min_insider_item_share') }}) || '% of the units sold.' as statement,
+        {{ safe_divide('insiders.n_items', 'base.n_items') }} as measured_value,
+        {{ var('hypothesis_min_insider_item_share') }} as compared_with,
+        'share of units bought' as unit,
+        '>' as comparison
     from base
     inner join insiders on base.as_of_date = insiders.as_of_date
 
-    union all
+),
+
+h3_return_rate as (
 
     select
         base.as_of_date,
-        'H3',
-        'The Insiders return a smaller share of the units they buy than the base average.',
-        insiders.return_rate,
-        base.return_rate,
-        'units returned per unit bought',
-        insiders.return_rate < base.return_rate
+        'H3' as hypothesis_id,
+        'The Insiders return a smaller share of the units they buy than the base average.' as statement,
+        insiders.return_rate as measured_value,
+        base.return_rate as compared_with,
+        'units returned per unit bought' as unit,
+        '<' as comparison
     from base
     inner join insiders on base.as_of_date = insiders.as_of_date
 
-    union all
+),
+
+h4_median_uplift as (
 
     select
         base.as_of_date,
-        'H4',
+        'H4' as hypothesis_id,
         'The Insiders'' median gross revenue is at least '
-        || round(100 * {{ var('hypothesis_min_median_revenue_uplift') }}) || '% above the overall median.',
-        {{ safe_divide('insiders.median_gross_revenue', 'base.median_gross_revenue') }} - 1,
-        {{ var('hypothesis_min_median_revenue_uplift') }},
-        'relative uplift of the median',
-        {{ safe_divide('insiders.median_gross_revenue', 'base.median_gross_revenue') }} - 1
-        >= {{ var('hypothesis_min_median_revenue_uplift') }}
+        || round(100 * {{ var('hypothesis_min_median_revenue_uplift') }}) || '% above the overall median.'
+            as statement,
+        {{ safe_divide('insiders.median_gross_revenue', 'base.median_gross_revenue') }} - 1 as measured_value,
+        {{ var('hypothesis_min_median_revenue_uplift') }} as compared_with,
+        'relative uplift of the median' as unit,
+        '>=' as comparison
     from base
     inner join insiders on base.as_of_date = insiders.as_of_date
 
-    union all
+),
+
+h5_ticket_against_next as (
 
     select
         insiders.as_of_date,
-        'H5',
-        'The Insiders'' average ticket is higher than that of the next segment by revenue per customer.',
-        insiders.avg_ticket,
-        next_segment.avg_ticket,
-        'gross revenue per invoice',
-        insiders.avg_ticket > next_segment.avg_ticket
+        'H5' as hypothesis_id,
+        'The Insiders'' average ticket is higher than that of the next segment by revenue per customer.'
+            as statement,
+        insiders.avg_ticket as measured_value,
+        next_segment.avg_ticket as compared_with,
+        'gross revenue per invoice' as unit,
+        '>' as comparison
     from insiders
     inner join next_segment
         on insiders.as_of_date = next_segment.as_of_date and next_segment.revenue_rank = 1
 
-    union all
+),
+
+h6_top_quartile as (
 
     select
-        top_quartile.as_of_date,
-        'H6',
+        as_of_date,
+        'H6' as hypothesis_id,
         'The top quarter of the Insiders brings more than '
-        || round(100 * {{ var('hypothesis_min_top_quartile_share') }}) || '% of the Insiders'' revenue.',
-        top_quartile.revenue_share,
-        {{ var('hypothesis_min_top_quartile_share') }},
-        'share of Insiders'' gross revenue',
-        top_quartile.revenue_share > {{ var('hypothesis_min_top_quartile_share') }}
+        || round(100 * {{ var('hypothesis_min_top_quartile_share') }}) || '% of the Insiders'' revenue.'
+            as statement,
+        revenue_share as measured_value,
+        {{ var('hypothesis_min_top_quartile_share') }} as compared_with,
+        'share of Insiders'' gross revenue' as unit,
+        '>' as comparison
     from top_quartile
+
+),
+
+measured as (
+
+    select * from h1_revenue_share
+    union all
+    select * from h2_item_share
+    union all
+    select * from h3_return_rate
+    union all
+    select * from h4_median_uplift
+    union all
+    select * from h5_ticket_against_next
+    union all
+    select * from h6_top_quartile
+
+),
+
+judged as (
+
+    select
+        *,
+        case comparison
+            when '>' then measured_value > compared_with
+            when '>=' then measured_value >= compared_with
+            when '<' then measured_value < compared_with
+        end as holds
+    from measured
 
 )
 
@@ -171,5 +211,6 @@ select
     cast(measured_value as numeric(18, 6)) as measured_value,
     cast(compared_with as numeric(18, 6)) as compared_with,
     cast(unit as text) as unit,
+    cast(comparison as text) as comparison,
     cast(holds as boolean) as holds
-from measured
+from judged

@@ -38,12 +38,12 @@ previous as (
 changes as (
 
     select
-        coalesce(latest.customer_id, previous.customer_id) as customer_id,
         latest_dates.as_of_date,
         latest_dates.previous_as_of_date,
-        case when coalesce(latest.is_insider, false) then 'entered' else 'left' end as change,
         previous.segment_name as previous_segment_name,
         latest.segment_name,
+        coalesce(latest.customer_id, previous.customer_id) as customer_id,
+        case when coalesce(latest.is_insider, false) then 'entered' else 'left' end as change,
         coalesce(latest.gross_revenue, previous.gross_revenue) as gross_revenue,
         coalesce(latest.net_revenue, previous.net_revenue) as net_revenue,
         coalesce(latest.n_invoices, previous.n_invoices) as n_invoices,

@@ -14,14 +14,14 @@ readable as (
         as_of_date,
         rule_number,
         rule_text,
-        'Customers with ' || rule_text || ' are Insiders '
-        || round(100 * rule_precision) || '% of the time (' || n_customers || ' customers, '
-        || round(100 * rule_recall) || '% of all Insiders).' as sentence,
         n_customers,
         n_insiders,
         rule_precision,
         rule_recall,
-        tree_accuracy
+        tree_accuracy,
+        'Customers with ' || rule_text || ' are Insiders '
+        || round(100 * rule_precision) || '% of the time (' || n_customers || ' customers, '
+        || round(100 * rule_recall) || '% of all Insiders).' as sentence
     from rules
 
 )

@@ -70,7 +70,6 @@ customers as (
         current_rows.segment_name,
         current_rows.is_insider,
         segment_streaks.segment_since,
-        case when current_rows.is_insider then segment_streaks.insider_since end as insider_since,
         features.first_purchase_date,
         features.last_purchase_date,
         features.main_country,
@@ -86,7 +85,8 @@ customers as (
         features.clv_frequency,
         features.clv_recency,
         features.clv_t,
-        features.clv_monetary
+        features.clv_monetary,
+        case when current_rows.is_insider then segment_streaks.insider_since end as insider_since
     from current_rows
     inner join segment_streaks
         on current_rows.customer_id = segment_streaks.customer_id
