@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 # Behaviour the segments are built on. Money and counts are heavy-tailed, so every feature goes through log1p
 # before scaling. clv_recency (days between first and last purchase) separates one-off from repeat buyers, which
@@ -57,7 +57,6 @@ class ClusterConfig:
     insider_max_share: float = 0.20
     rule_tree_depth: int = 3
     seed: int = 42
-    extra: dict[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.algorithms if a not in ALGORITHMS] + [e for e in self.embeddings
