@@ -89,7 +89,8 @@ def _cmd_sqlfluff(args: argparse.Namespace, paths: Paths) -> int:
 def _cluster_config(args: argparse.Namespace):
     from .cluster.config import ClusterConfig
 
-    overrides = {name: getattr(args, name) for name in ("k_min", "k_max", "seed") if getattr(args, name, None)}
+    overrides = {name: getattr(args, name) for name in ("k_min", "k_max", "seed", "map_embedding")
+                 if getattr(args, name, None)}
     for name in ("algorithms", "embeddings"):
         if getattr(args, name, None):
             overrides[name] = tuple(getattr(args, name).split(","))
@@ -185,6 +186,8 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--k-min", type=int, help="smallest k in the grid (default 2)")
     p.add_argument("--k-max", type=int, help="largest k in the grid (default 12)")
     p.add_argument("--seed", type=int, help="random seed (default 42)")
+    p.add_argument("--map", dest="map_embedding", choices=["pca", "tsne"],
+                   help="2-D customer map: pca (default, fitted with the model) or tsne (picture only, per run)")
 
 
 def build_parser() -> argparse.ArgumentParser:

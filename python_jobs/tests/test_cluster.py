@@ -111,3 +111,21 @@ def test_real_file_insiders_are_few_and_bring_much(real_mart, test_paths):
     assert len(first) == customers == first["customer_id"].nunique()
     cluster(real_mart, test_paths, refit=True)
     pd.testing.assert_frame_equal(first, labels(real_mart))
+
+
+def test_tsne_map_is_a_picture_only(demo_mart, test_paths):
+    from insiders.cluster.config import ClusterConfig
+
+    cluster(demo_mart, test_paths)
+    pca_map = query_map(demo_mart)
+    cluster(demo_mart, test_paths, config=ClusterConfig(map_embedding="tsne"))
+    tsne_map = query_map(demo_mart)
+    assert (pca_map["segment_id"] == tsne_map["segment_id"]).all()  # segments do not depend on the picture
+    assert not (pca_map["map_x"] == tsne_map["map_x"]).all()
+
+
+def query_map(target) -> pd.DataFrame:
+    with psycopg.connect(target.url) as conn:
+        cur = conn.execute("select customer_id, segment_id, map_x, map_y from ml.customer_segments"
+                           " where as_of_date = '2011-12-09' order by customer_id")
+        return pd.DataFrame(cur.fetchall(), columns=["customer_id", "segment_id", "map_x", "map_y"])

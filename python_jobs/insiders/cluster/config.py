@@ -29,6 +29,9 @@ RULE_FEATURES = (
 )
 ALGORITHMS = ("kmeans", "gmm", "ward", "dbscan", "hdbscan")
 EMBEDDINGS = ("scaled", "pca", "umap", "tree")
+# the 2-D customer map: PCA is fitted with the model and places new customers; t-SNE cannot place new points, so it
+# is offered for the picture only, re-embedding each run's customers and never assigning segments
+MAP_EMBEDDINGS = ("pca", "tsne")
 
 
 @dataclass(frozen=True)
@@ -56,11 +59,14 @@ class ClusterConfig:
     insider_min_share: float = 0.02
     insider_max_share: float = 0.20
     rule_tree_depth: int = 3
+    map_embedding: str = "pca"
     seed: int = 42
 
     def __post_init__(self) -> None:
         unknown = [a for a in self.algorithms if a not in ALGORITHMS] + [e for e in self.embeddings
                                                                          if e not in EMBEDDINGS]
+        if self.map_embedding not in MAP_EMBEDDINGS:
+            unknown.append(self.map_embedding)
         if unknown:
             raise ValueError(f"unknown algorithm or embedding: {', '.join(unknown)}")
         if not 2 <= self.k_min <= self.k_max:

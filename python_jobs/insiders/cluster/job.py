@@ -96,10 +96,20 @@ def fit_model(features: pd.DataFrame, config: ClusterConfig, as_of: date,
     return model, candidates
 
 
+def tsne_map(model: SegmentModel, features: pd.DataFrame, seed: int) -> np.ndarray:
+    """t-SNE of this run's customers in the model's scaled space: a picture, recomputed per run."""
+    from sklearn.manifold import TSNE
+
+    scaled = model.preprocessor.transform(feature_matrix(features, model.config.features))
+    return TSNE(n_components=2, init="pca", random_state=seed).fit_transform(scaled)
+
+
 def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None = None, refit: bool = False,
                    config: ClusterConfig | None = None) -> ClusterResult:
     timer = StageTimer()
     started = time.perf_counter()
+    # the map is presentation: it follows the request even when scoring with a model fitted under another config
+    map_embedding = (config or ClusterConfig()).map_embedding
     with timer.stage("read features"):
         store.ensure_ml_schema(conn)
         conn.commit()
@@ -130,6 +140,8 @@ def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None
                      model.fitted_as_of)
     with timer.stage("assign, explain and write"):
         assignment = model.assign(features)
+        if map_embedding == "tsne":
+            assignment.map_xy = tsne_map(model, features, config.seed)
         by_id = {s.segment_id: s for s in model.segments}
         is_insider = np.array([by_id[s].is_insider for s in assignment.segment_id])
         segments = pd.DataFrame({
