@@ -13,7 +13,7 @@ from pathlib import Path
 from . import db
 from .errors import InsidersError
 from .progress import StageTimer, setup_logging
-from .settings import Paths, configured_dsn
+from .settings import Paths, Target, configured_dsn
 
 log = logging.getLogger("insiders")
 
@@ -148,28 +148,28 @@ def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     loaded = rejected = 0
     with timer.stage("load"), db.connect(target) as conn:
         for path in inputs:
-            result = load_file(conn, path)
-            loaded += result.lines_loaded
-            rejected += result.lines_rejected
+            load_result = load_file(conn, path)
+            loaded += load_result.lines_loaded
+            rejected += load_result.lines_rejected
     with timer.stage("dbt build (features)"):
         run_dbt(paths, target, ["build", "--exclude", "source:ml+", *_dbt_vars(args.as_of)])
     with timer.stage("clustering"), db.connect(target) as conn:
         from .cluster.job import run_clustering
 
-        result = run_clustering(conn, paths, as_of=args.as_of, refit=args.refit, config=_cluster_config(args))
+        segments = run_clustering(conn, paths, as_of=args.as_of, refit=args.refit, config=_cluster_config(args))
     with timer.stage("dbt build (segment marts)"):
         run_dbt(paths, target, ["build", "--select", "source:ml+", *_dbt_vars(args.as_of)])
-    summary = _summary(target, args.as_of)
-    summary["segments"] = len(result.summary)
-    summary["Insiders"] = (f"{result.insider_customer_share:.1%} of customers, "
-                           f"{result.insider_revenue_share:.1%} of revenue")
+    summary: dict[str, object] = {"lines loaded": loaded, "rejected": rejected, **_summary(target, args.as_of)}
+    summary["segments"] = len(segments.summary)
+    summary["Insiders"] = (f"{segments.insider_customer_share:.1%} of customers, "
+                           f"{segments.insider_revenue_share:.1%} of revenue")
     log.info("done in %.1f s: %s", time.perf_counter() - started,
              ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in summary.items()))
     log.info("stage timings: %s", ", ".join(f"{k} {v:.1f} s" for k, v in timer.timings.items()))
     return 0
 
 
-def _summary(target, as_of: date | None) -> dict[str, object]:
+def _summary(target: Target, as_of: date | None) -> dict[str, object]:
     with db.connect(target) as conn:
         row = conn.execute(
             "select count(*), coalesce(sum(gross_revenue), 0), max(as_of_date) from marts.fct_customer_features"

@@ -451,22 +451,16 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
                      path.name, batch_id, f"{loaded:,}")
             return LoadResult(path, batch_id, 0, 0, 0, already_loaded=True,
                               seconds=time.perf_counter() - started)
-        if existing:
+        if existing:  # --replace: the batch keeps its id, its lines and rejects go with the old row
             conn.execute("delete from raw.load_batches where batch_id = %s", (existing[0],))
-            batch_id = conn.execute(
-                "insert into raw.load_batches (batch_id, source_file, source_path, file_sha256, sheet_selection,"
-                " file_format, column_layout, lines_read, lines_loaded, lines_rejected, started_at, loaded_at)"
-                " values (%s, %s, %s, %s, %s, %s, '', 0, 0, 0, %s, %s) returning batch_id",
-                (existing[0], path.name, str(source.path), sha256, sheet_selection, source.file_format,
-                 started_at, started_at),
-            ).fetchone()[0]
-        else:
-            batch_id = conn.execute(
-                "insert into raw.load_batches (source_file, source_path, file_sha256, sheet_selection,"
-                " file_format, column_layout, lines_read, lines_loaded, lines_rejected, started_at, loaded_at)"
-                " values (%s, %s, %s, %s, %s, '', 0, 0, 0, %s, %s) returning batch_id",
-                (path.name, str(source.path), sha256, sheet_selection, source.file_format, started_at, started_at),
-            ).fetchone()[0]
+        batch_id = conn.execute(
+            "insert into raw.load_batches (batch_id, source_file, source_path, file_sha256, sheet_selection,"
+            " file_format, column_layout, lines_read, lines_loaded, lines_rejected, started_at, loaded_at)"
+            " values (coalesce(%s, nextval(pg_get_serial_sequence('raw.load_batches', 'batch_id'))),"
+            " %s, %s, %s, %s, %s, '', 0, 0, 0, %s, %s) returning batch_id",
+            (existing[0] if existing else None, path.name, str(source.path), sha256, sheet_selection,
+             source.file_format, started_at, started_at),
+        ).fetchone()[0]
         loaded = rejected = 0
         examples: list[str] = []
         with conn.cursor() as cur:

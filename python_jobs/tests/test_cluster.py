@@ -129,3 +129,18 @@ def query_map(target) -> pd.DataFrame:
         cur = conn.execute("select customer_id, segment_id, map_x, map_y from ml.customer_segments"
                            " where as_of_date = '2011-12-09' order by customer_id")
         return pd.DataFrame(cur.fetchall(), columns=["customer_id", "segment_id", "map_x", "map_y"])
+
+
+def test_the_offered_algorithms_and_embeddings_run_and_are_recorded(demo_mart, test_paths):
+    from insiders.cluster.config import ClusterConfig
+
+    config = ClusterConfig(algorithms=("gmm", "dbscan", "hdbscan"), embeddings=("scaled", "pca"), k_max=6)
+    result = cluster(demo_mart, test_paths, refit=True, config=config)
+    assert result.mode == "fit" and result.insider_customer_share <= 0.20
+    with psycopg.connect(demo_mart.url) as conn:
+        grid = conn.execute("select algorithm, embedding, k, selected from ml.model_selection").fetchall()
+    assert {(a, e) for a, e, _, _ in grid} == {(a, e) for a in config.algorithms for e in config.embeddings}
+    assert all(k is None for a, _, k, _ in grid if a in ("dbscan", "hdbscan"))
+    assert sum(selected for *_, selected in grid) == 1
+    scored = cluster(demo_mart, test_paths)  # the saved model, whichever algorithm won, scores again
+    assert scored.mode == "score"

@@ -57,9 +57,11 @@ class SegmentModel:
         centroids = np.array([s.centroid for s in by_position])
         distances = np.linalg.norm(points[:, None, :] - centroids[None, :, :], axis=2)
         if self.mixture is not None:
-            posterior = self.mixture.predict_proba(points)
-            labels = posterior.argmax(axis=1)
-            segment_ids = np.array([self.label_to_segment[int(label)] for label in labels])
+            # only components that became segments at fit time may take customers
+            components = sorted(self.label_to_segment)
+            posterior = self.mixture.predict_proba(points)[:, components]
+            posterior = posterior / np.maximum(posterior.sum(axis=1, keepdims=True), 1e-300)
+            segment_ids = np.array([self.label_to_segment[components[i]] for i in posterior.argmax(axis=1)])
             confidence = posterior.max(axis=1)
         else:
             nearest = distances.argmin(axis=1)

@@ -107,6 +107,7 @@ def write_run(conn: psycopg.Connection, *, run: dict[str, object], candidates: l
                 "calinski_harabasz": c.calinski_harabasz, "stability": c.stability, "fit_seconds": c.fit_seconds,
                 "eligible": c.eligible, "rejection": c.rejection, "selected": c.selected,
             } for c in candidates])
+            grid["k"] = grid["k"].astype("Int64")  # None for algorithms that choose their own k
             grid = grid.astype(object).where(grid.notna(), None)
             _copy_rows(cur, "ml.model_selection", grid)
         if model is not None:

@@ -76,3 +76,6 @@ create table if not exists ml.insider_rules (
     tree_accuracy double precision not null,
     primary key (as_of_date, rule_number)
 );
+
+-- columns added after the first release of a table: older databases get them here
+alter table ml.model_selection add column if not exists top_segment_share double precision;
