@@ -232,10 +232,11 @@ class EmbeddedServer:
 
     def status(self) -> dict[str, object]:
         target = self.target() if self.paths.embedded_config.exists() else None
+        pid = self.running_pid()
         return {
             "data_directory": str(self.pgdata),
             "initialized": self.initialized,
-            "running": self.running_pid() is not None,
-            "pid": self.running_pid(),
+            "running": pid is not None,
+            "pid": pid,
             "port": target.port if target else None,
         }

@@ -29,7 +29,7 @@ K_FREE = ("dbscan", "hdbscan")  # algorithms that find their own number of clust
 
 # -- embeddings --------------------------------------------------------------------------------------------
 
-def fit_embedding(name: str, scaled: np.ndarray, target: np.ndarray, seed: int):
+def fit_embedding(name: str, scaled: np.ndarray, log_revenue: np.ndarray, seed: int):
     """An estimator with `transform` that maps scaled features into the space a candidate clusters in."""
     if name == "scaled":
         return None
@@ -38,7 +38,7 @@ def fit_embedding(name: str, scaled: np.ndarray, target: np.ndarray, seed: int):
     if name == "umap":
         return _umap(seed).fit(scaled)
     if name == "tree":
-        return TreeEmbedding(seed).fit(scaled, target)
+        return TreeEmbedding(seed).fit(scaled, log_revenue)
     raise ValueError(name)
 
 
@@ -61,8 +61,8 @@ class TreeEmbedding:
         self.forest = RandomForestRegressor(n_estimators=100, random_state=seed, n_jobs=-1)
         self.projection = _umap(seed)
 
-    def fit(self, scaled: np.ndarray, target: np.ndarray) -> TreeEmbedding:
-        self.forest.fit(scaled, target)
+    def fit(self, scaled: np.ndarray, log_revenue: np.ndarray) -> TreeEmbedding:
+        self.forest.fit(scaled, log_revenue)
         self.projection.fit(self.forest.apply(scaled))
         return self
 
@@ -172,12 +172,12 @@ def stability(algorithm: str, k: int | None, points: np.ndarray, reference: np.n
 def run_grid(scaled: np.ndarray, revenue: np.ndarray,
              config: ClusterConfig) -> Iterator[tuple[Candidate, Fitted, object]]:
     """Every candidate, scored, with its fitted labels and embedding."""
-    target = np.log1p(np.clip(revenue, 0, None))
+    log_revenue = np.log1p(np.clip(revenue, 0, None))
     min_size = max(2, int(config.min_segment_share * len(scaled)))
     resamples = resample_rows(len(scaled), config)
     for embedding_name in config.embeddings:
         started = time.perf_counter()
-        embedding = fit_embedding(embedding_name, scaled, target, config.seed)
+        embedding = fit_embedding(embedding_name, scaled, log_revenue, config.seed)
         points = embed(embedding, scaled)
         embed_seconds = time.perf_counter() - started
         for algorithm in config.algorithms:
