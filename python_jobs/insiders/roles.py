@@ -31,6 +31,7 @@ def create_roles(target: Target) -> list[str]:
     if missing:
         raise InsidersError(f"set {' and '.join(missing)} to the passwords of the read-only roles")
     with db.connect(target, autocommit=True) as conn:
+        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(READABLE_SCHEMA)))
         for role, env in READER_ROLES.items():
             password = os.environ[env]
             exists = conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone()
@@ -39,7 +40,6 @@ def create_roles(target: Target) -> list[str]:
                          .format(sql.Identifier(role), sql.Literal(password)))
             conn.execute(sql.SQL("grant connect on database {} to {}").format(
                 sql.Identifier(target.dbname), sql.Identifier(role)))
-            conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(READABLE_SCHEMA)))
             conn.execute(sql.SQL("grant usage on schema {} to {}").format(
                 sql.Identifier(READABLE_SCHEMA), sql.Identifier(role)))
             conn.execute(sql.SQL("grant select on all tables in schema {} to {}").format(
