@@ -75,15 +75,11 @@ def _cmd_dbt(args: argparse.Namespace, paths: Paths) -> int:
 
 
 def _cmd_sqlfluff(args: argparse.Namespace, paths: Paths) -> int:
-    import subprocess
-
-    from .dbt_runner import dbt_environment
+    from .dbt_runner import run_tool
 
     # sqlfluff's dbt templater compiles the project, and compiling an incremental model asks the database
     # whether the table exists: it needs the same target as dbt itself
-    env = dbt_environment(paths, db.resolve_target(paths))
-    sqlfluff = str(Path(sys.executable).with_name("sqlfluff"))
-    return subprocess.run([sqlfluff, *args.sqlfluff_args], cwd=paths.project_dir, env=env, check=False).returncode
+    return run_tool(paths, db.resolve_target(paths), "sqlfluff", args.sqlfluff_args).returncode
 
 
 def _cluster_config(args: argparse.Namespace):

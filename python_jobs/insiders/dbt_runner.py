@@ -39,19 +39,26 @@ def dbt_environment(paths: Paths, target: Target) -> dict[str, str]:
     return env
 
 
-def dbt_executable() -> str:
-    candidate = Path(sys.executable).with_name("dbt")
-    return str(candidate) if candidate.exists() else (shutil.which("dbt") or "dbt")
+def tool_executable(tool: str) -> str:
+    """The tool installed beside this Python (the project's venv), else the one on PATH."""
+    candidate = Path(sys.executable).with_name(tool)
+    return str(candidate) if candidate.exists() else (shutil.which(tool) or tool)
+
+
+def run_tool(paths: Paths, target: Target, tool: str, args: list[str], *, quiet: bool = False,
+             ) -> subprocess.CompletedProcess[str]:
+    """Run `tool ARGS` (dbt, sqlfluff) in the project directory, connected to the target."""
+    command = [tool_executable(tool), *args]
+    log.debug("running %s", " ".join(command))
+    return subprocess.run(
+        command, cwd=paths.project_dir, env=dbt_environment(paths, target), text=True,
+        stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None, check=False,
+    )
 
 
 def run_dbt(paths: Paths, target: Target, args: list[str], *, check: bool = True, quiet: bool = False) -> int:
     """Run `dbt ARGS` in the project directory; raise with dbt's own summary when it fails."""
-    command = [dbt_executable(), *args]
-    log.debug("running %s", " ".join(command))
-    result = subprocess.run(
-        command, cwd=paths.project_dir, env=dbt_environment(paths, target), text=True,
-        stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None, check=False,
-    )
+    result = run_tool(paths, target, "dbt", args, quiet=quiet)
     if check and result.returncode != 0:
         tail = "\n".join((result.stdout or "").splitlines()[-30:]) if quiet else ""
         raise InsidersError(f"dbt {' '.join(args)} failed (exit {result.returncode}){': ' + tail if tail else ''}")

@@ -147,28 +147,30 @@ def detect_date_format(values: Iterable[object], source: str) -> str | None:
     return best
 
 
-def detect_encoding(path: Path) -> str:
-    """UTF-8 (with or without BOM) when the whole file decodes as such, else Latin-1, which decodes anything."""
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    with path.open("rb") as handle:
-        head = handle.read(3)
-        bom = head == codecs.BOM_UTF8
-        handle.seek(0)
-        try:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                decoder.decode(block)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return "latin-1"
-    return "utf-8-sig" if bom else "utf-8"
-
-
-def file_sha256(path: Path) -> str:
+def scan_bytes(path: Path) -> tuple[str, str]:
+    """SHA-256 of the file and its text encoding, in one pass: UTF-8 (with or without BOM) when the whole file
+    decodes as such, else Latin-1, which decodes anything."""
     digest = hashlib.sha256()
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    utf8 = True
     with path.open("rb") as handle:
+        first = True
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
-    return digest.hexdigest()
+            if first:
+                bom, first = block.startswith(codecs.BOM_UTF8), False
+            if utf8:
+                try:
+                    decoder.decode(block)
+                except UnicodeDecodeError:
+                    utf8 = False
+    if utf8:
+        try:
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            utf8 = False
+    encoding = ("utf-8-sig" if not first and bom else "utf-8") if utf8 else "latin-1"
+    return digest.hexdigest(), encoding
 
 
 def _join_raw(values: Sequence[object]) -> str:
@@ -207,7 +209,6 @@ def _csv_dialect(sample: str) -> str:
 
 
 def read_csv(source: SourceFile) -> Iterator[Chunk]:
-    source.encoding = detect_encoding(source.path)
     with source.path.open(newline="", encoding=source.encoding) as handle:
         delimiter = _csv_dialect(handle.read(65536))
         handle.seek(0)
@@ -217,6 +218,7 @@ def read_csv(source: SourceFile) -> Iterator[Chunk]:
             raise InsidersError(f"{source.path.name}: the file is empty")
         positions, source.layout = map_columns(header, source.path.name)
         date_pos = positions["invoice_date"]
+        # a first pass over the dates alone: the format is chosen once, on every date of the file
         source.date_format = detect_date_format(
             (row[date_pos] for row in reader if len(row) == len(header)), source.path.name
         )
@@ -436,7 +438,9 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
     if not path.is_file():
         raise InsidersError(f"{path}: no such file")
     source = SourceFile(path=path.resolve(), file_format=file_format_of(path))
-    sha256 = file_sha256(path)
+    sha256, encoding = scan_bytes(path)
+    if source.file_format == "csv":
+        source.encoding = encoding
     sheet_selection = sheet or ""
     with conn.transaction():
         ensure_raw_schema(conn)

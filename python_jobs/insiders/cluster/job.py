@@ -21,7 +21,7 @@ from .candidates import Candidate, embed, run_grid
 from .config import ClusterConfig
 from .features import feature_matrix, make_preprocessor
 from .identity import match_segments
-from .model import SegmentDefinition, SegmentModel, log_profile
+from .model import SegmentDefinition, SegmentModel, centroid_distances, log_profile
 from .naming import INSIDERS, choose_insiders, name_segments, profile_segments
 from .rules import insider_rules
 from .select import select
@@ -63,7 +63,7 @@ def fit_model(features: pd.DataFrame, config: ClusterConfig, as_of: date,
         final = mixture.predict(points)
     else:  # nearest centroid, as scoring will do, so that fit and score agree (and noise points find a home)
         matrix = np.array([centroids[label] for label in labels])
-        final = labels[np.linalg.norm(points[:, None, :] - matrix[None], axis=2).argmin(axis=1)]
+        final = labels[centroid_distances(points, matrix).argmin(axis=1)]
 
     profiles = profile_segments(features, final)
     insider_label = choose_insiders(profiles, config)

@@ -55,7 +55,7 @@ class SegmentModel:
         points = embed(self.embedding, scaled)
         by_position = sorted(self.segments, key=lambda s: s.segment_id)
         centroids = np.array([s.centroid for s in by_position])
-        distances = np.linalg.norm(points[:, None, :] - centroids[None, :, :], axis=2)
+        distances = centroid_distances(points, centroids)
         if self.mixture is not None:
             # only components that became segments at fit time may take customers
             components = sorted(self.label_to_segment)
@@ -73,6 +73,11 @@ class SegmentModel:
         position = {s.segment_id: i for i, s in enumerate(by_position)}
         own = distances[np.arange(len(points)), [position[s] for s in segment_ids]]
         return Assignment(segment_ids, confidence, own, self.map_projection.transform(scaled))
+
+
+def centroid_distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Euclidean distance from every point (rows) to every centroid (columns)."""
+    return np.linalg.norm(points[:, None, :] - centroids[None, :, :], axis=2)
 
 
 def log_profile(features: pd.DataFrame, config: ClusterConfig) -> np.ndarray:
