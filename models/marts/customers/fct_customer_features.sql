@@ -10,77 +10,88 @@
 }}
 
 {#-
-    One row per customer per as-of date. Building for an as-of date replaces that date's rows and keeps every
-    other date, so monthly runs accumulate a history and backtests can rebuild any cutoff.
+    One row per customer per as-of date. Building for some as-of dates (one statement for all of them: a spine of
+    dates joined to the invoices) replaces those dates' rows and keeps every other date, so monthly runs
+    accumulate a history and backtests can rebuild any cutoff. Every figure at a date uses only lines dated on or
+    before it.
 -#}
 
-with as_of as (
+with as_of_spine as (
 
-    select {{ as_of_date() }} as as_of_date
+    {{ as_of_dates() }}
 
 ),
 
 invoices_until_as_of as (
 
-    select customer_invoices.*
+    select
+        as_of_spine.as_of_date,
+        customer_invoices.*,
+        as_of_spine.as_of_date - customer_invoices.invoice_date as age_days
     from {{ ref('int_customer_invoices') }} as customer_invoices
-    cross join as_of
-    where customer_invoices.invoice_date <= as_of.as_of_date
+    inner join as_of_spine
+        on customer_invoices.invoice_date <= as_of_spine.as_of_date
 
 ),
 
 products_until_as_of as (
 
     select
+        as_of_spine.as_of_date,
         kept_lines.customer_id,
         count(distinct kept_lines.stock_code) as n_distinct_products
     from {{ ref('int_invoice_lines__cleaned') }} as kept_lines
-    cross join as_of
-    where kept_lines.invoice_date <= as_of.as_of_date and not kept_lines.is_return
-    group by kept_lines.customer_id
+    inner join as_of_spine
+        on kept_lines.invoice_date <= as_of_spine.as_of_date
+    where not kept_lines.is_return
+    group by as_of_spine.as_of_date, kept_lines.customer_id
 
 ),
 
 purchase_days as (
 
     select
+        as_of_date,
         customer_id,
         invoice_date,
         sum(purchase_revenue) as day_revenue,
-        row_number() over (partition by customer_id order by invoice_date) as purchase_day_number
+        row_number() over (partition by as_of_date, customer_id order by invoice_date) as purchase_day_number
     from invoices_until_as_of
     where has_purchase
-    group by customer_id, invoice_date
+    group by as_of_date, customer_id, invoice_date
 
 ),
 
 repeat_purchase_days as (
 
     select
+        as_of_date,
         customer_id,
         count(*) as n_repeat_days,
         sum(day_revenue) as repeat_revenue
     from purchase_days
     where purchase_day_number > 1
-    group by customer_id
+    group by as_of_date, customer_id
 
 ),
 
 country_ranked as (
 
     select
+        as_of_date,
         customer_id,
         country,
-        row_number() over (partition by customer_id order by count(*) desc, country) as country_rank
+        row_number() over (partition by as_of_date, customer_id order by count(*) desc, country) as country_rank
     from invoices_until_as_of
     where has_purchase
-    group by customer_id, country
+    group by as_of_date, customer_id, country
 
 ),
 
 per_customer as (
 
     select
+        as_of_date,
         customer_id,
         min(invoice_date) filter (where has_purchase) as first_purchase_date,
         max(invoice_date) filter (where has_purchase) as last_purchase_date,
@@ -92,9 +103,21 @@ per_customer as (
         sum(purchase_lines) as n_lines,
         avg(distinct_products_purchased) filter (where has_purchase) as avg_unique_basket_size,
         sum(returned_items) as n_returned_items,
-        count(*) filter (where has_return) as n_return_invoices
+        count(*) filter (where has_return) as n_return_invoices,
+        -- trailing windows: the same figure means the same thing at every as-of date, whatever the data's age
+        coalesce(sum(purchase_revenue) filter (where age_days < 90), 0) as gross_revenue_90d,
+        coalesce(sum(purchase_revenue) filter (where age_days < 365), 0) as gross_revenue_365d,
+        coalesce(sum(returned_value) filter (where age_days < 90), 0) as returned_value_90d,
+        coalesce(sum(returned_value) filter (where age_days < 365), 0) as returned_value_365d,
+        count(distinct invoice_date) filter (where has_purchase and age_days < 90) as n_purchase_days_90d,
+        count(distinct invoice_date) filter (where has_purchase and age_days < 365) as n_purchase_days_365d,
+        coalesce(sum(purchased_items) filter (where age_days < 365), 0) as n_items_365d,
+        coalesce(sum(returned_items) filter (where age_days < 365), 0) as n_returned_items_365d,
+        -- each purchase counts half as much every `revenue_half_life_days`: recent spend weighs more
+        sum(purchase_revenue * power(0.5, age_days / {{ var('revenue_half_life_days') }}::numeric))
+            as decayed_revenue
     from invoices_until_as_of
-    group by customer_id
+    group by as_of_date, customer_id
 
 ),
 
@@ -102,7 +125,7 @@ features as (
 
     select
         per_customer.customer_id,
-        as_of.as_of_date,
+        per_customer.as_of_date,
         per_customer.gross_revenue,
         per_customer.returned_value,
         per_customer.gross_revenue - per_customer.returned_value as net_revenue,
@@ -110,8 +133,8 @@ features as (
         {{ safe_divide('per_customer.gross_revenue', 'per_customer.n_items') }} as avg_unit_price,
         per_customer.first_purchase_date,
         per_customer.last_purchase_date,
-        as_of.as_of_date - per_customer.last_purchase_date as recency_days,
-        as_of.as_of_date - per_customer.first_purchase_date as tenure_days,
+        per_customer.as_of_date - per_customer.last_purchase_date as recency_days,
+        per_customer.as_of_date - per_customer.first_purchase_date as tenure_days,
         {{ safe_divide(
             'per_customer.last_purchase_date - per_customer.first_purchase_date',
             'per_customer.n_purchase_days - 1'
@@ -119,7 +142,7 @@ features as (
         per_customer.n_invoices,
         per_customer.n_purchase_days,
         30.0 * per_customer.n_invoices / greatest(
-            as_of.as_of_date - per_customer.first_purchase_date, {{ var('min_frequency_tenure_days') }}
+            per_customer.as_of_date - per_customer.first_purchase_date, {{ var('min_frequency_tenure_days') }}
         ) as purchase_frequency,
         per_customer.n_items,
         per_customer.n_lines,
@@ -129,20 +152,36 @@ features as (
         per_customer.n_returned_items,
         per_customer.n_return_invoices,
         {{ safe_divide('per_customer.n_returned_items', 'per_customer.n_items') }} as return_rate,
+        per_customer.gross_revenue_90d,
+        per_customer.gross_revenue_365d,
+        per_customer.returned_value_90d,
+        per_customer.returned_value_365d,
+        per_customer.n_purchase_days_90d,
+        per_customer.n_purchase_days_365d,
+        per_customer.decayed_revenue,
+        coalesce(
+            {{ safe_divide('per_customer.n_returned_items_365d', 'per_customer.n_items_365d') }}, 0
+        ) as return_rate_365d,
         per_customer.n_purchase_days - 1 as clv_frequency,
         per_customer.last_purchase_date - per_customer.first_purchase_date as clv_recency,
-        as_of.as_of_date - per_customer.first_purchase_date as clv_t,
+        per_customer.as_of_date - per_customer.first_purchase_date as clv_t,
         coalesce({{ safe_divide('repeat_purchase_days.repeat_revenue', 'repeat_purchase_days.n_repeat_days') }}, 0)
             as clv_monetary,
         country_ranked.country as main_country
     from per_customer
-    cross join as_of
     left join products_until_as_of
-        on per_customer.customer_id = products_until_as_of.customer_id
+        on
+            per_customer.as_of_date = products_until_as_of.as_of_date
+            and per_customer.customer_id = products_until_as_of.customer_id
     left join repeat_purchase_days
-        on per_customer.customer_id = repeat_purchase_days.customer_id
+        on
+            per_customer.as_of_date = repeat_purchase_days.as_of_date
+            and per_customer.customer_id = repeat_purchase_days.customer_id
     left join country_ranked
-        on per_customer.customer_id = country_ranked.customer_id and country_ranked.country_rank = 1
+        on
+            per_customer.as_of_date = country_ranked.as_of_date
+            and per_customer.customer_id = country_ranked.customer_id
+            and country_ranked.country_rank = 1
     -- customers whose only lines (so far) are returns have nothing to segment on
     where per_customer.n_invoices > 0
 
@@ -172,6 +211,14 @@ select
     cast(n_returned_items as bigint) as n_returned_items,
     cast(n_return_invoices as integer) as n_return_invoices,
     cast(return_rate as numeric(12, 6)) as return_rate,
+    cast(gross_revenue_90d as numeric(18, 4)) as gross_revenue_90d,
+    cast(gross_revenue_365d as numeric(18, 4)) as gross_revenue_365d,
+    cast(returned_value_90d as numeric(18, 4)) as returned_value_90d,
+    cast(returned_value_365d as numeric(18, 4)) as returned_value_365d,
+    cast(n_purchase_days_90d as integer) as n_purchase_days_90d,
+    cast(n_purchase_days_365d as integer) as n_purchase_days_365d,
+    cast(return_rate_365d as numeric(12, 6)) as return_rate_365d,
+    cast(decayed_revenue as numeric(18, 4)) as decayed_revenue,
     cast(clv_frequency as integer) as clv_frequency,
     cast(clv_recency as integer) as clv_recency,
     cast(clv_t as integer) as clv_t,

@@ -1,0 +1,28 @@
+{#- One row per customer and invoice date: what each customer bought and returned that day. -#}
+with customer_invoices as (
+
+    select * from {{ ref('int_customer_invoices') }}
+
+),
+
+per_day as (
+
+    select
+        customer_id,
+        invoice_date,
+        sum(purchase_revenue) as gross_revenue,
+        sum(returned_value) as returned_value,
+        bool_or(has_purchase) as has_purchase
+    from customer_invoices
+    group by customer_id, invoice_date
+
+)
+
+select
+    cast(customer_id as bigint) as customer_id,
+    cast(invoice_date as date) as invoice_date,
+    cast(gross_revenue as numeric(18, 4)) as gross_revenue,
+    cast(returned_value as numeric(18, 4)) as returned_value,
+    cast(gross_revenue - returned_value as numeric(18, 4)) as net_revenue,
+    cast(has_purchase as boolean) as has_purchase
+from per_day
