@@ -1,4 +1,4 @@
-"""`insiders backfill`: features and segments for every month-end in a range, one model fit then scoring."""
+"""`insiders backfill`: features, segments, forecasts and Insiders for every month-end in a range, point in time."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import json
 import logging
 from datetime import date, timedelta
 
-from . import db
+from . import db, stages
+from .cluster.config import ClusterConfig
 from .cluster.job import run_clustering
 from .dbt_runner import run_dbt
 from .errors import InsidersError
+from .program.config import ProgramConfig
 from .progress import StageTimer
 from .settings import Paths, Target
 
@@ -38,29 +40,23 @@ def _as_of(day: date) -> list[str]:
     return ["--vars", json.dumps({"as_of_date": day.isoformat()})]
 
 
-def backfill(paths: Paths, target: Target, dates: list[date], *, refit: bool = False) -> None:
-    """Features for every date, one fit (on the last date, the most data) unless a model exists, scoring for the
-    rest, then the segment marts and one snapshot per date so that membership history has its validity dates."""
+def backfill(paths: Paths, target: Target, dates: list[date], *, refit: bool = False,
+             config: ClusterConfig | None = None, program: ProgramConfig | None = None) -> None:
+    """Labels for every date in order, each with the model in force at that date: a fit at the first date (on
+    data up to it) unless one fitted on earlier data exists, then the refit policy (a new fit when the model's
+    data is `refit_every_months` old). No date is ever labelled by a model that saw later lines. Then the
+    segment marts and one snapshot per date so that membership history has its validity dates."""
     timer = StageTimer()
-    with timer.stage(f"features for {len(dates)} as-of dates"):
-        for i, day in enumerate(dates):
-            # the views upstream need creating once; after that only the incremental model runs
-            selector = "+fct_customer_features" if i == 0 else "fct_customer_features"
-            run_dbt(paths, target, ["run", "--select", selector, *_as_of(day)], quiet=True)
-            log.info("  features as of %s", day)
-    with timer.stage("segments"), db.connect(target) as conn:
-        from .cluster import store
-
-        store.ensure_ml_schema(conn)
-        conn.commit()
-        has_model = store.latest_fit(conn) is not None
-        if refit or not has_model:
-            run_clustering(conn, paths, as_of=dates[-1], refit=True)
-            to_score = dates[:-1]
-        else:
-            to_score = dates
-        for day in to_score:
-            run_clustering(conn, paths, as_of=day)
+    program = program or ProgramConfig()
+    with timer.stage(f"features for {len(dates)} as-of dates and their inner backtests"):
+        built = stages.build_features(paths, target, dates, program)
+        log.info("  built %d as-of dates; dates built before are kept as they are", len(built))
+    with timer.stage("segments, forecasts and Insiders"), db.connect(target) as conn:
+        for i, day in enumerate(sorted(dates)):
+            result = run_clustering(conn, paths, as_of=day, refit=refit and i == 0, config=config, program=program)
+            log.info("  %s: %s with the model %s; %d Insiders by %s", day, result.mode,
+                     "fitted now" if result.mode == "fit" else "in force", result.n_insiders,
+                     result.insider_definition)
     with timer.stage("segment marts and membership history"):
         run_dbt(paths, target, ["run", "--select", "source:ml+,+fct_customer_segments"], quiet=True)
         # each as-of date's current state goes through the snapshot in order, which dates the segment changes

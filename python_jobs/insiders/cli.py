@@ -96,18 +96,71 @@ def _cluster_config(args: argparse.Namespace):
         raise InsidersError(str(exc)) from exc
 
 
-def _cmd_cluster(args: argparse.Namespace, paths: Paths) -> int:
+def _program_config(args: argparse.Namespace):
+    from .program.config import ProgramConfig
+
+    overrides = {name: getattr(args, name) for name in ("program_share", "horizon_days")
+                 if getattr(args, name, None) is not None}
+    if getattr(args, "definitions", None):
+        overrides["candidates"] = tuple(args.definitions.split(","))
+    try:
+        return ProgramConfig(**overrides)
+    except ValueError as exc:
+        raise InsidersError(str(exc)) from exc
+
+
+def _label(target: Target, paths: Paths, as_of: date, args: argparse.Namespace):
     from .cluster.job import run_clustering
 
-    with db.connect(db.resolve_target(paths)) as conn:
-        run_clustering(conn, paths, as_of=args.as_of, refit=args.refit, config=_cluster_config(args))
+    with db.connect(target) as conn:
+        return run_clustering(conn, paths, as_of=as_of, refit=args.refit, config=_cluster_config(args),
+                              program=_program_config(args))
+
+
+def _cmd_cluster(args: argparse.Namespace, paths: Paths) -> int:
+    from . import stages
+
+    target = db.resolve_target(paths)
+    with db.connect(target) as conn:
+        as_of = args.as_of or stages.data_span(conn)[1]
+    stages.build_features(paths, target, [as_of], _program_config(args))
+    _label(target, paths, as_of, args)
     return 0
 
 
 def _cmd_backfill(args: argparse.Namespace, paths: Paths) -> int:
     from .backfill import backfill, parse_range
 
-    backfill(paths, db.resolve_target(paths), parse_range(args.start, args.end, args.monthly), refit=args.refit)
+    backfill(paths, db.resolve_target(paths), parse_range(args.start, args.end, args.monthly), refit=args.refit,
+             config=_cluster_config(args), program=_program_config(args))
+    return 0
+
+
+def _cmd_backtest(args: argparse.Namespace, paths: Paths) -> int:
+    from . import stages
+    from .backtest import backtest
+
+    cutoffs = [*(args.cutoff or []), *(args.cutoffs or [])]
+    if not cutoffs:
+        raise InsidersError("give at least one --cutoff DATE (or --cutoffs DATE,DATE,...)")
+    target = db.resolve_target(paths)
+    if args.input:
+        stages.load_inputs(target, [Path(p) for p in args.input])
+    for rows, errors in backtest(paths, target, cutoffs, _program_config(args), _cluster_config(args)):
+        first = rows.iloc[0]
+        print(f"cutoff {first.cutoff_date}, next {first.horizon_days} days; the Insiders are chosen by "
+              f"{first.insider_definition}")
+        print(f"  {'rule':<22}{'customers':>10}{'share of future revenue (95% CI)':>36}{'lift':>7}"
+              f"{'Insiders minus rule (95% CI)':>32}")
+        for row in rows.itertuples():
+            print(f"  {row.rule:<22}{row.n_customers:>10,}{row.future_revenue_share:>14.1%} "
+                  f"[{row.future_revenue_share_low:.1%}, {row.future_revenue_share_high:.1%}]"
+                  f"{row.lift:>9.2f}{row.share_difference_vs_insiders * 100:>+14.1f} pt "
+                  f"[{row.share_difference_low * 100:+.1f}, {row.share_difference_high * 100:+.1f}]")
+        print(f"  forecast: {errors['predicted_revenue']:,.0f} predicted against {errors['actual_revenue']:,.0f} "
+              f"actual gross purchases ({errors['revenue_error_share']:+.1%}); purchase days "
+              f"{errors['predicted_purchases']:,.0f} against {errors['actual_purchases']:,.0f}; "
+              f"{errors['seconds']:.0f} s")
     return 0
 
 
@@ -120,14 +173,9 @@ def _cmd_report(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
-def _dbt_vars(as_of: date | None) -> list[str]:
-    return ["--vars", json.dumps({"as_of_date": as_of.isoformat()})] if as_of else []
-
-
 def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
-    from .dbt_runner import run_dbt
+    from . import stages
     from .demo_data import generate
-    from .load import load_file
 
     timer = StageTimer()
     started = time.perf_counter()
@@ -141,42 +189,41 @@ def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
             with timer.stage(f"demo data ({DEMO_LINES:,} synthetic lines, seed {DEMO_SEED})"):
                 generate(demo, n_lines=DEMO_LINES, seed=DEMO_SEED)
         inputs = [demo]
-    loaded = rejected = 0
-    with timer.stage("load"), db.connect(target) as conn:
-        for path in inputs:
-            load_result = load_file(conn, path)
-            loaded += load_result.lines_loaded
-            rejected += load_result.lines_rejected
+    with timer.stage("load"):
+        loaded, rejected = stages.load_inputs(target, inputs)
+    with db.connect(target) as conn:
+        as_of = args.as_of or stages.data_span(conn)[1]
+    program = _program_config(args)
     with timer.stage("dbt build (features)"):
-        run_dbt(paths, target, ["build", "--exclude", "source:ml+", *_dbt_vars(args.as_of)])
-    with timer.stage("clustering"), db.connect(target) as conn:
-        from .cluster.job import run_clustering
-
-        segments = run_clustering(conn, paths, as_of=args.as_of, refit=args.refit, config=_cluster_config(args))
+        stages.build_features(paths, target, [as_of], program, rebuild=[as_of])
+    with timer.stage("segments, forecast and Insiders"):
+        labels = _label(target, paths, as_of, args)
     with timer.stage("dbt build (segment marts)"):
-        run_dbt(paths, target, ["build", "--select", "source:ml+", *_dbt_vars(args.as_of)])
-    summary: dict[str, object] = {"lines loaded": loaded, "rejected": rejected, **_summary(target, args.as_of)}
-    summary["segments"] = len(segments.summary)
-    summary["Insiders"] = (f"{segments.insider_customer_share:.1%} of customers, "
-                           f"{segments.insider_revenue_share:.1%} of revenue")
+        stages.build_marts(paths, target, args.as_of)
+    summary: dict[str, object] = {"lines loaded": loaded, "rejected": rejected, **_summary(target, as_of)}
+    summary["segments"] = len(labels.summary)
+    summary["Insiders"] = (f"{labels.n_insiders:,} by {labels.insider_definition} "
+                           f"({labels.insider_customer_share:.1%} of customers, "
+                           f"{labels.insider_revenue_share:.1%} of revenue)")
     log.info("done in %.1f s: %s", time.perf_counter() - started,
              ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in summary.items()))
     log.info("stage timings: %s", ", ".join(f"{k} {v:.1f} s" for k, v in timer.timings.items()))
     return 0
 
 
-def _summary(target: Target, as_of: date | None) -> dict[str, object]:
+def _summary(target: Target, as_of: date) -> dict[str, object]:
     with db.connect(target) as conn:
         row = conn.execute(
             "select count(*), coalesce(sum(gross_revenue), 0), max(as_of_date) from marts.fct_customer_features"
-            " where as_of_date = coalesce(%s, (select max(as_of_date) from marts.fct_customer_features))",
-            (as_of,),
+            " where as_of_date = %s", (as_of,),
         ).fetchone()
     return {"customers": row[0], "gross revenue": f"{row[1]:,.2f}", "as of": row[2]}
 
 
-def _add_cluster_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--refit", action="store_true", help="fit a new clustering model instead of scoring")
+def _add_cluster_options(p: argparse.ArgumentParser, refit: bool = True) -> None:
+    if refit:
+        p.add_argument("--refit", action="store_true",
+                       help="fit a new clustering model instead of scoring with the one in force")
     p.add_argument("--algorithms", help="comma-separated: kmeans,ward,gmm,dbscan,hdbscan (default kmeans,ward)")
     p.add_argument("--embeddings", help="comma-separated: scaled,pca,umap,tree (default scaled)")
     p.add_argument("--k-min", type=int, help="smallest k in the grid (default 2)")
@@ -184,6 +231,17 @@ def _add_cluster_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, help="random seed (default 42)")
     p.add_argument("--map", dest="map_embedding", choices=["pca", "tsne"],
                    help="2-D customer map: pca (default, fitted with the model) or tsne (picture only, per run)")
+    _add_program_options(p)
+
+
+def _add_program_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--program-share", type=float,
+                   help="the Insiders program's size as a share of the customers known at the as-of date "
+                        "(default 0.15)")
+    p.add_argument("--horizon", dest="horizon_days", type=int,
+                   help="days of future revenue the Insiders are chosen and judged on (default 90)")
+    p.add_argument("--definitions", help="comma-separated candidate definitions of the Insiders to compare "
+                                         "(default: all)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -226,8 +284,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="start", type=date.fromisoformat, required=True, help="first date (month-end)")
     p.add_argument("--to", dest="end", type=date.fromisoformat, required=True, help="last date")
     p.add_argument("--monthly", action="store_true", help="every month-end between --from and --to, and --to")
-    p.add_argument("--refit", action="store_true", help="fit a new model on the last date instead of scoring")
+    p.add_argument("--refit", action="store_true",
+                   help="fit a new model at the first date even if one fitted on earlier data exists")
+    _add_cluster_options(p, refit=False)
     p.set_defaults(func=_cmd_backfill)
+
+    p = sub.add_parser("backtest", help="what the product would have picked at a past cutoff, against what followed")
+    p.add_argument("--cutoff", type=date.fromisoformat, action="append", help="cutoff date (repeatable)")
+    p.add_argument("--cutoffs", type=lambda text: [date.fromisoformat(d.strip()) for d in text.split(",")],
+                   default=[], help="several cutoffs, comma-separated")
+    p.add_argument("--input", nargs="*", default=[], metavar="FILE", help="invoice files to load first")
+    _add_cluster_options(p, refit=False)
+    p.set_defaults(func=_cmd_backtest, refit=False)
 
     p = sub.add_parser("report", help="write a self-contained HTML dashboard from the marts")
     p.add_argument("--out", default="insiders-report.html", help="output file (default insiders-report.html)")

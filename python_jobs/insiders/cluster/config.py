@@ -4,20 +4,25 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-# Behaviour the segments are built on. Money and counts are heavy-tailed, so every feature goes through log1p
-# before scaling. clv_recency (days between first and last purchase) separates one-off from repeat buyers, which
-# revenue and invoice counts alone blur.
+# Behaviour the segments are built on: trailing windows, so that a segment means the same thing in March and in
+# December (lifetime totals grow with the age of the data, and customers would drift between segments just by
+# accumulating history). Spend over a year and over the last quarter, purchase days over a year, days since the
+# last purchase, and the share of units returned. Ratios of these (average ticket = revenue / purchases) are left
+# out: after the log they are differences of columns already there, and would count twice. Money and counts are
+# heavy-tailed, so every feature goes through log1p before scaling.
 DEFAULT_FEATURES = (
-    "gross_revenue",
-    "n_invoices",
+    "gross_revenue_365d",
+    "gross_revenue_90d",
+    "n_purchase_days_365d",
     "recency_days",
-    "return_rate",
-    "avg_ticket",
-    "clv_recency",
+    "return_rate_365d",
 )
 # Raw mart columns the Insider rules may use: what a marketing team can read and act on.
 RULE_FEATURES = (
     "gross_revenue",
+    "gross_revenue_365d",
+    "gross_revenue_90d",
+    "decayed_revenue",
     "net_revenue",
     "n_invoices",
     "n_purchase_days",
@@ -55,9 +60,9 @@ class ClusterConfig:
     silhouette_sample: int = 3000
     # segment identities carry over on refit when profiles lie within this distance (in pooled std units)
     match_max_distance: float = 1.0
-    # the Insiders: the best revenue per customer among segments of a sensible size
-    insider_min_share: float = 0.02
-    insider_max_share: float = 0.20
+    # refit policy: score with the latest model fitted on data up to the as-of date, and fit a new one when that
+    # model's data cutoff is this many months old or more (or when none exists)
+    refit_every_months: int = 3
     rule_tree_depth: int = 3
     map_embedding: str = "pca"
     seed: int = 42
@@ -71,6 +76,8 @@ class ClusterConfig:
             raise ValueError(f"unknown algorithm or embedding: {', '.join(unknown)}")
         if not 2 <= self.k_min <= self.k_max:
             raise ValueError("k_min must be at least 2 and at most k_max")
+        if self.refit_every_months < 1:
+            raise ValueError("refit_every_months must be at least 1")
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)

@@ -14,6 +14,10 @@ import pandas as pd
 import psycopg
 from sklearn.decomposition import PCA
 
+from ..forecast.job import Forecast, forecast_customers
+from ..program import rankings
+from ..program.choice import FALLBACK, candidate_scores, choose_definition
+from ..program.config import ProgramConfig
 from ..progress import StageTimer
 from ..settings import Paths
 from . import store
@@ -22,9 +26,9 @@ from .config import ClusterConfig
 from .features import feature_matrix, make_preprocessor
 from .identity import match_segments
 from .model import SegmentDefinition, SegmentModel, centroid_distances, log_profile
-from .naming import INSIDERS, choose_insiders, name_segments, profile_segments
+from .naming import name_segments, profile_segments, top_segment
 from .rules import insider_rules
-from .select import select
+from .select import Selection, select
 
 log = logging.getLogger("insiders")
 
@@ -35,8 +39,16 @@ class ClusterResult:
     mode: str
     as_of: date
     summary: pd.DataFrame  # one row per segment
+    insider_definition: str
+    n_insiders: int
     insider_customer_share: float
     insider_revenue_share: float
+    choice_reason: str
+    # in memory for the backtest: the customers, every candidate's ranking score, the members, the forecast
+    features: pd.DataFrame
+    scores: dict[str, np.ndarray]
+    is_insider: np.ndarray
+    forecast: Forecast
 
 
 def library_versions() -> dict[str, str]:
@@ -45,7 +57,7 @@ def library_versions() -> dict[str, str]:
 
 
 def fit_model(features: pd.DataFrame, config: ClusterConfig, as_of: date,
-              previous: SegmentModel | None) -> tuple[SegmentModel, list[Candidate]]:
+              previous: SegmentModel | None) -> tuple[SegmentModel, list[Candidate], Selection]:
     preprocessor = make_preprocessor()
     scaled = preprocessor.fit_transform(feature_matrix(features, config.features))
     revenue = features["gross_revenue"].astype(float).to_numpy()
@@ -53,7 +65,8 @@ def fit_model(features: pd.DataFrame, config: ClusterConfig, as_of: date,
     for candidate, fitted, embedding in run_grid(scaled, revenue, config):
         candidates.append(candidate)
         fits[candidate.candidate_id] = (fitted, embedding)
-    best, _ = select(candidates, config)
+    selection = select(candidates, config)
+    best = selection.best
     fitted, embedding = fits[best.candidate_id]
     points = embed(embedding, scaled)
     labels = np.unique(fitted.labels[fitted.labels >= 0])
@@ -66,19 +79,19 @@ def fit_model(features: pd.DataFrame, config: ClusterConfig, as_of: date,
         final = labels[centroid_distances(points, matrix).argmin(axis=1)]
 
     profiles = profile_segments(features, final)
-    insider_label = choose_insiders(profiles, config)
-    names = name_segments(profiles, insider_label, features)
+    top_label = top_segment(profiles)
+    names = name_segments(profiles, features)
     logs = log_profile(features, config)
     new_centroids = {int(label): logs[final == label].mean(axis=0) for label in profiles.index}
     previous_centroids = {s.segment_id: np.array(s.profile["log_centroid"]) for s in previous.segments} \
-        if previous else {}
+        if previous and previous.config.features == config.features else {}
     label_to_segment = match_segments(new_centroids, previous_centroids, logs.std(axis=0),
                                       config.match_max_distance, [int(label) for label in profiles.index])
     segments = [
         SegmentDefinition(
             segment_id=label_to_segment[int(label)],
             name=names[int(label)],
-            is_insider=int(label) == insider_label,
+            is_top_segment=int(label) == top_label,
             n_customers_at_fit=int(row["n_customers"]),
             profile={"log_centroid": [float(v) for v in new_centroids[int(label)]],
                      **{key: float(value) for key, value in row.items()}},
@@ -93,7 +106,25 @@ def fit_model(features: pd.DataFrame, config: ClusterConfig, as_of: date,
         map_projection=PCA(n_components=2, random_state=config.seed).fit(scaled), fitted_as_of=as_of,
         library_versions=library_versions(),
     )
-    return model, candidates
+    return model, candidates, selection
+
+
+def months_between(earlier: date, later: date) -> int:
+    """Whole months from `earlier` to `later`."""
+    months = (later.year - earlier.year) * 12 + later.month - earlier.month
+    return months - 1 if later.day < earlier.day else months
+
+
+def refit_reason(fit: store.FitRecord | None, as_of: date, refit: bool, config: ClusterConfig) -> str:
+    """Why this as-of date needs a new model, or "" to score with the latest one fitted on data up to it."""
+    if refit:
+        return "asked (--refit)"
+    if fit is None:
+        return f"no model fitted on data up to {as_of}"
+    age = months_between(fit.data_cutoff, as_of)
+    if age >= config.refit_every_months:
+        return f"the model's data ends {fit.data_cutoff}, {age} months before (refit every {config.refit_every_months})"
+    return ""
 
 
 def tsne_map(model: SegmentModel, features: pd.DataFrame, seed: int) -> np.ndarray:
@@ -105,45 +136,65 @@ def tsne_map(model: SegmentModel, features: pd.DataFrame, seed: int) -> np.ndarr
 
 
 def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None = None, refit: bool = False,
-                   config: ClusterConfig | None = None) -> ClusterResult:
+                   config: ClusterConfig | None = None, program: ProgramConfig | None = None) -> ClusterResult:
+    """Label the customers of one as-of date: segments (with the model in force at that date, or a new fit under
+    the refit policy), the spend forecast, and the program's members; everything uses lines up to that date."""
     timer = StageTimer()
     started = time.perf_counter()
-    # the map is presentation: it follows the request even when scoring with a model fitted under another config
-    map_embedding = (config or ClusterConfig()).map_embedding
+    requested = config or ClusterConfig()
+    program = program or ProgramConfig()
     with timer.stage("read features"):
         store.ensure_ml_schema(conn)
         conn.commit()
         as_of = as_of or store.latest_as_of(conn)
         features = store.read_features(conn, as_of)
-        previous_fit = store.latest_fit(conn)
+        in_force = store.latest_fit(conn, as_of)
         log.info("read %s customers as of %s", f"{len(features):,}", as_of)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     candidates: list[Candidate] = []
-    if refit or previous_fit is None:
-        mode, config = "fit", config or ClusterConfig()
+    limits: dict[str, object] = {}
+    reason = refit_reason(in_force, as_of, refit, requested)
+    if reason:
+        mode, config = "fit", requested
         with timer.stage("fit segments"):
-            previous = store.load_model(*previous_fit) if previous_fit else None
-            model, candidates = fit_model(features, config, as_of, previous)
+            previous = store.load_model(in_force) if in_force else None
+            model, candidates, selection = fit_model(features, config, as_of, previous)
             artifact, sha256 = store.save_model(model, paths.artifacts_dir, run_id)
             model_run_id = run_id
-            chosen = next(c for c in candidates if c.selected)
-            log.info("chose %s out of %d candidates (calinski-harabasz %.0f, silhouette %.3f, stability %.3f)",
-                     chosen.candidate_id, len(candidates), chosen.calinski_harabasz, chosen.silhouette,
-                     chosen.stability)
+            limits = selection.as_dict()
+            chosen = selection.best
+            log.info("fitted a model (%s): chose %s out of %d candidates (calinski-harabasz %.0f, silhouette %.3f, "
+                     "stability %.3f)", reason, chosen.candidate_id, len(candidates), chosen.calinski_harabasz,
+                     chosen.silhouette, chosen.stability)
     else:
         mode = "score"
-        with timer.stage("score with the saved model"):
-            model_run_id, artifact, sha256 = previous_fit
-            model = store.load_model(model_run_id, artifact, sha256)
+        with timer.stage("score with the model in force"):
+            model = store.load_model(in_force)
+            model_run_id, artifact, sha256 = in_force.run_id, in_force.artifact, in_force.sha256
             config = model.config
-            log.info("scoring with the model fitted in run %s (%s, as of %s)", model_run_id, model.candidate_id,
-                     model.fitted_as_of)
-    with timer.stage("assign, explain and write"):
+            log.info("scoring with the model fitted in run %s (%s, data up to %s)", model_run_id,
+                     model.candidate_id, model.fitted_as_of)
+    with timer.stage("assign segments"):
         assignment = model.assign(features)
-        if map_embedding == "tsne":
+        if requested.map_embedding == "tsne":  # the map is a picture: it follows the request, not the model
             assignment.map_xy = tsne_map(model, features, config.seed)
+    with timer.stage("forecast spend"):
+        forecast = forecast_customers(features, tuple(sorted({90, 365, program.horizon_days})))
+    with timer.stage("choose the Insiders"):
+        data_start = features["first_purchase_date"].min()
+        data_start = date.fromisoformat(str(data_start)[:10])
+        choice = choose_definition(conn, as_of, data_start, program, config)
+        scores = candidate_scores(conn, as_of, features, data_start, program, forecast=forecast,
+                                  segment_id=assignment.segment_id)
+        definition = choice.definition if choice.definition in scores else FALLBACK
+        gross, ids = features["gross_revenue"].to_numpy(dtype=float), features["customer_id"].to_numpy()
+        program_rank = rankings.ranks(scores[definition], gross, ids)
+        size = program.program_size(len(features))
+        is_insider = program_rank <= size
+        log.info("the Insiders are the top %d customers (%.0f%%, the program's size) by %s: %s", size,
+                 100 * program.program_share, definition, choice.reason)
+    with timer.stage("explain and write"):
         by_id = {s.segment_id: s for s in model.segments}
-        is_insider = np.array([by_id[s].is_insider for s in assignment.segment_id])
         segments = pd.DataFrame({
             "customer_id": features["customer_id"].astype("int64"),
             "as_of_date": as_of,
@@ -151,11 +202,15 @@ def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None
             "segment_id": assignment.segment_id.astype(int),
             "segment_name": [by_id[s].name for s in assignment.segment_id],
             "is_insider": is_insider,
+            "program_rank": program_rank.astype(int),
             "confidence": assignment.confidence.round(6),
             "distance_to_centroid": assignment.distance.round(6),
             "map_x": assignment.map_xy[:, 0].round(6),
             "map_y": assignment.map_xy[:, 1].round(6),
         })
+        forecasts = forecast.customers.assign(as_of_date=as_of, run_id=run_id)[[
+            "customer_id", "as_of_date", "run_id", "p_alive", "expected_purchases_90d", "expected_revenue_90d",
+            "expected_revenue_365d"]].round(6)
         rules, accuracy = insider_rules(features, is_insider, config)
         rules_frame = pd.DataFrame([{
             "as_of_date": as_of, "run_id": run_id, "rule_number": i, "rule_text": r.text,
@@ -163,32 +218,36 @@ def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None
             "recall": round(r.recall, 6), "tree_accuracy": round(accuracy, 6),
         } for i, r in enumerate(rules, start=1)])
         summary = _summary(features, segments)
-        insiders = summary[summary["is_insider"]]
-        metrics = {"insider_customer_share": float(insiders["customer_share"].sum()),
-                   "insider_revenue_share": float(insiders["revenue_share"].sum()),
-                   "insider_rule_tree_accuracy": accuracy}
+        insider_revenue_share = float(gross[is_insider].sum() / max(gross.sum(), 1e-12))
+        metrics: dict[str, object] = {
+            "insider_customer_share": float(is_insider.mean()), "insider_revenue_share": insider_revenue_share,
+            "insider_rule_tree_accuracy": accuracy, "forecast": forecast.estimates}
         if candidates:
             chosen = next(c for c in candidates if c.selected)
             metrics.update(silhouette=chosen.silhouette, davies_bouldin=chosen.davies_bouldin,
                            calinski_harabasz=chosen.calinski_harabasz, stability=chosen.stability)
         store.write_run(conn, run={
             "run_id": run_id, "as_of_date": as_of, "mode": mode, "model_run_id": model_run_id,
+            "data_cutoff_date": model.fitted_as_of, "refit_reason": reason,
             "candidate_id": model.candidate_id, "n_segments": len(model.segments),
             "n_customers": len(features), "parameters": config.as_dict(), "metrics": metrics,
             "counts": {str(row.segment_id): int(row.n_customers) for row in summary.itertuples()},
             "stage_seconds": timer.timings, "artifact_path": str(artifact), "artifact_sha256": sha256,
-            "library_versions": model.library_versions,
+            "library_versions": model.library_versions, "insider_definition": definition,
+            "program": {**choice.as_dict(), "program_size": size, "config": program.as_dict()},
+            "limits": {**limits, "program_share": program.program_share,
+                       "program_share_binds": "always: the program's size is configuration"},
         }, candidates=candidates, model=model if mode == "fit" else None, segments=segments, rules=rules_frame,
-            as_of=as_of)
+            forecasts=forecasts, as_of=as_of)
     _log_summary(summary, rules, accuracy, time.perf_counter() - started)
-    return ClusterResult(run_id, mode, as_of, summary, metrics["insider_customer_share"],
-                         metrics["insider_revenue_share"])
+    return ClusterResult(run_id, mode, as_of, summary, definition, int(is_insider.sum()), float(is_insider.mean()),
+                         insider_revenue_share, choice.reason, features, scores, is_insider, forecast)
 
 
 def _summary(features: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
     frame = segments.assign(gross_revenue=features["gross_revenue"].astype(float).to_numpy())
-    summary = frame.groupby(["segment_id", "segment_name", "is_insider"], as_index=False).agg(
-        n_customers=("customer_id", "size"), gross_revenue=("gross_revenue", "sum"))
+    summary = frame.groupby(["segment_id", "segment_name"], as_index=False).agg(
+        n_customers=("customer_id", "size"), n_insiders=("is_insider", "sum"), gross_revenue=("gross_revenue", "sum"))
     summary["customer_share"] = summary["n_customers"] / summary["n_customers"].sum()
     summary["revenue_share"] = summary["gross_revenue"] / summary["gross_revenue"].sum()
     return summary.sort_values("segment_id").reset_index(drop=True)
@@ -198,9 +257,9 @@ def _log_summary(summary: pd.DataFrame, rules: list, accuracy: float, seconds: f
     for row in summary.itertuples():
         log.info("  segment %d %-20s %6s customers (%5.1f%%)  %5.1f%% of gross revenue", row.segment_id,
                  row.segment_name, f"{row.n_customers:,}", 100 * row.customer_share, 100 * row.revenue_share)
-    insiders = summary[summary["segment_name"] == INSIDERS].iloc[0]
-    log.info("the Insiders: %s customers (%.1f%%) bring %.1f%% of gross revenue", f"{insiders.n_customers:,}",
-             100 * insiders.customer_share, 100 * insiders.revenue_share)
+    insiders = int(summary["n_insiders"].sum())
+    log.info("the Insiders: %s customers (%.1f%%) in %d segments", f"{insiders:,}",
+             100 * insiders / max(1, int(summary["n_customers"].sum())), int((summary["n_insiders"] > 0).sum()))
     for rule in rules[:3]:
         log.info("  Insider if %s (%d customers, precision %.0f%%)", rule.text, rule.n_customers,
                  100 * rule.precision)

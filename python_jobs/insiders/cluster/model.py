@@ -19,7 +19,7 @@ from .features import feature_matrix, profile_space
 class SegmentDefinition:
     segment_id: int
     name: str
-    is_insider: bool
+    is_top_segment: bool  # the highest revenue per customer at fit time
     n_customers_at_fit: int
     profile: dict[str, float]  # log-space centroid and headline figures, for matching and for people
     centroid: list[float]  # in the embedded space, for assignment

@@ -1,16 +1,17 @@
-"""Segment profiles, the one Insiders segment, and names from documented rules.
+"""Segment profiles and names from documented rules. Segments describe the whole base; the Insiders are the
+program's members (python_jobs/insiders/program), not a segment.
 
-The Insiders: among segments holding between `insider_min_share` and `insider_max_share` of customers, the one
-with the highest gross revenue per customer (if none has a sensible size, the highest revenue per customer).
-
-Every other segment is named by the first rule its profile meets, comparing its medians with the whole base:
+The segment with the highest gross revenue per customer is "Top spenders". Every other segment is named by the
+first rule its profile meets, comparing its medians with the whole base:
 1. "Big returners": it returns at least 15% of the items it buys, and at least 3 times the base's rate.
 2. "One-off buyers": its median customer has a single invoice.
 3. "Hibernating": its median recency is at least 90 days and twice the base's median.
 4. "Loyal regulars": its median invoice count is at least the base's 75th percentile.
 5. "New customers": its median tenure is 90 days or less.
 6. otherwise "Occasional buyers".
-Two segments meeting the same rule are told apart by a number, in order of revenue per customer.
+Segments that meet the same rule are told apart by what differs most between them (in standard deviations of
+the whole base): "Hibernating, higher spend" and "Hibernating, lower spend"; with three or more, "highest",
+"middle" and "lowest" (or more, numbered from the top).
 """
 
 from __future__ import annotations
@@ -18,9 +19,15 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .config import ClusterConfig
-
-INSIDERS = "Insiders"
+TOP_SEGMENT = "Top spenders"
+# what may tell two segments of the same rule apart: (profile column, base column, word in the name)
+DISTINGUISHERS = (
+    ("median_gross_revenue", "gross_revenue", "spend"),
+    ("median_recency_days", "recency_days", "recency"),
+    ("median_invoices", "n_invoices", "frequency"),
+    ("median_tenure_days", "tenure_days", "tenure"),
+    ("median_avg_ticket", "avg_ticket", "ticket"),
+)
 
 
 def profile_segments(features: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame:
@@ -46,10 +53,9 @@ def profile_segments(features: pd.DataFrame, labels: np.ndarray) -> pd.DataFrame
     return profiles.sort_values("revenue_per_customer", ascending=False)
 
 
-def choose_insiders(profiles: pd.DataFrame, config: ClusterConfig) -> int:
-    sensible = profiles[profiles["customer_share"].between(config.insider_min_share, config.insider_max_share)]
-    pool = sensible if not sensible.empty else profiles
-    return int(pool["revenue_per_customer"].idxmax())
+def top_segment(profiles: pd.DataFrame) -> int:
+    """The label with the highest revenue per customer."""
+    return int(profiles["revenue_per_customer"].idxmax())
 
 
 def _rule_name(row: pd.Series, base: pd.DataFrame) -> str:
@@ -69,12 +75,36 @@ def _rule_name(row: pd.Series, base: pd.DataFrame) -> str:
     return "Occasional buyers"
 
 
-def name_segments(profiles: pd.DataFrame, insider_label: int, base: pd.DataFrame) -> dict[int, str]:
-    """Label -> name; `profiles` is ordered by revenue per customer, which orders duplicate names too."""
-    names: dict[int, str] = {}
-    used: dict[str, int] = {}
-    for label, row in profiles.iterrows():
-        name = INSIDERS if label == insider_label else _rule_name(row, base)
-        used[name] = used.get(name, 0) + 1
-        names[int(label)] = name if used[name] == 1 else f"{name} {used[name]}"
+def _ordinal(n: int) -> str:
+    return f"{n}{ {1: 'st', 2: 'nd', 3: 'rd'}.get(n if n < 20 else n % 10, 'th')}"
+
+
+def _qualifiers(group: pd.DataFrame, base: pd.DataFrame) -> dict[int, str]:
+    """Label -> "higher spend" / "lower spend" (or highest/middle/lowest) on the feature that differs most."""
+    def spread(column: str, base_column: str) -> float:
+        scale = float(np.log1p(base[base_column].astype(float).clip(lower=0)).std()) or 1.0
+        values = np.log1p(group[column].astype(float).clip(lower=0))
+        return float(values.max() - values.min()) / scale
+
+    column, _, word = max(DISTINGUISHERS, key=lambda d: spread(d[0], d[1]))
+    ordered = group[column].astype(float).sort_values(ascending=False, kind="stable").index
+    if len(ordered) == 2:
+        words = ["higher", "lower"]
+    elif len(ordered) == 3:
+        words = ["highest", "middle", "lowest"]
+    else:
+        words = ["highest", *[f"{_ordinal(i)}-highest" for i in range(2, len(ordered))], "lowest"]
+    return {int(label): f"{w} {word}" for label, w in zip(ordered, words, strict=True)}
+
+
+def name_segments(profiles: pd.DataFrame, base: pd.DataFrame) -> dict[int, str]:
+    """Label -> a distinct name; `profiles` is one row per label (profile_segments)."""
+    top = top_segment(profiles)
+    rule = {int(label): TOP_SEGMENT if label == top else _rule_name(row, base) for label, row in profiles.iterrows()}
+    names = dict(rule)
+    for name in set(rule.values()):
+        labels = [label for label, n in rule.items() if n == name]
+        if len(labels) > 1:
+            for label, qualifier in _qualifiers(profiles.loc[labels], base).items():
+                names[label] = f"{name}, {qualifier}"
     return names

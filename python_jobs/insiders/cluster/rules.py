@@ -42,6 +42,11 @@ def _describe(bounds: dict[str, list[float | None]], columns: list[str], integer
     return " and ".join(parts) or "every customer"
 
 
+def _leaves_under(structure: object, node: int) -> list[int]:
+    left, right = structure.children_left[node], structure.children_right[node]
+    return [node] if left == -1 else _leaves_under(structure, left) + _leaves_under(structure, right)
+
+
 def insider_rules(features: pd.DataFrame, is_insider: np.ndarray,
                   config: ClusterConfig) -> tuple[list[InsiderRule], float]:
     """The tree's paths to its Insider leaves, each with coverage, precision and recall; and the tree accuracy."""
@@ -56,11 +61,17 @@ def insider_rules(features: pd.DataFrame, is_insider: np.ndarray,
     total_insiders = max(1, int(is_insider.sum()))
     rules: list[InsiderRule] = []
 
-    def walk(node: int, bounds: dict[str, list[float | None]]) -> None:
+    def predicts_insider(node: int) -> bool:
         if structure.children_left[node] == -1:
-            if structure.value[node][0].argmax() != 1:
+            return bool(structure.value[node][0].argmax() == 1)
+        return predicts_insider(structure.children_left[node]) and predicts_insider(structure.children_right[node])
+
+    def walk(node: int, bounds: dict[str, list[float | None]]) -> None:
+        # a split whose every leaf says "Insider" adds words, not meaning: the node is one rule
+        if structure.children_left[node] == -1 or predicts_insider(node):
+            if not predicts_insider(node):
                 return
-            covered = leaves == node
+            covered = np.isin(leaves, _leaves_under(structure, node))
             n_insiders = int(is_insider[covered].sum())
             rules.append(InsiderRule(_describe(bounds, columns, integer_columns), int(covered.sum()), n_insiders,
                                      n_insiders / max(1, int(covered.sum())), n_insiders / total_insiders))

@@ -2,57 +2,85 @@
 
 1. Eligible candidates have between `segments_min` and `segments_max` segments (what a marketing team can act
    on; the seeds settled on 8 for the same reason), no segment under `min_segment_share` of customers, at most
-   10% noise, a segment with the highest revenue per customer that holds at most `insider_max_share` of
-   customers (a loyalty program is for a few, so the partition must have an Insiders segment of that size), and
-   a stability (mean adjusted Rand index over resamples) of at least `min_stability`.
+   10% noise, and a stability (mean adjusted Rand index over resamples) of at least `min_stability`.
 2. Among them, the highest Calinski-Harabasz index in the scaled feature space wins (ties go to fewer segments).
    It weighs the spread between segments against the spread within them over the whole partition; silhouette,
    averaged point by point, rewards folding a small distinct segment (the top spenders) into a big one, and on
    both the demo and the real data it prefers one segment fewer than the structure holds.
-3. When none is eligible, the stability bar is dropped and the rule says so in the log and in ml.model_runs.
+3. These bounds are business limits, not findings. When one of them rejected the candidate with the highest
+   Calinski-Harabasz, the run records it as binding. When no candidate passes, the limits are relaxed one at a
+   time (stability, then the smallest segment's share, then noise, then the number of segments) until one does:
+   a shop whose data fits none of them still gets its segments, and the run says which limit it relaxed.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 
 from ..errors import InsidersError
 from .candidates import Candidate
 from .config import ClusterConfig
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("insiders")
 MAX_NOISE_SHARE = 0.10
+LIMITS = ("segments", "noise", "min_segment_share", "stability")  # relaxed from the last one
 
 
-def _fails(candidate: Candidate, config: ClusterConfig, check_stability: bool) -> str:
-    if not config.segments_min <= candidate.n_clusters <= config.segments_max:
-        return f"{candidate.n_clusters} segments outside {config.segments_min}-{config.segments_max}"
-    if candidate.smallest_share < config.min_segment_share:
-        return f"smallest segment {candidate.smallest_share:.1%} < {config.min_segment_share:.0%}"
-    if candidate.noise_share > MAX_NOISE_SHARE:
-        return f"noise {candidate.noise_share:.0%} > {MAX_NOISE_SHARE:.0%}"
-    if candidate.top_segment_share > config.insider_max_share:
-        return f"top-revenue segment holds {candidate.top_segment_share:.0%} > {config.insider_max_share:.0%}"
-    if check_stability and not candidate.stability >= config.min_stability:
-        return f"stability {candidate.stability:.2f} < {config.min_stability}"
+@dataclass
+class Selection:
+    best: Candidate
+    relaxed: list[str] = field(default_factory=list)  # limits dropped to find an eligible candidate
+    binding: list[str] = field(default_factory=list)  # limits that rejected the highest-scoring candidate
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"relaxed": self.relaxed, "binding": self.binding}
+
+
+def _fails(candidate: Candidate, config: ClusterConfig, limits: tuple[str, ...]) -> tuple[str, str]:
+    """(limit, reason) of the first limit the candidate breaks, or ("", "")."""
     if math.isnan(candidate.silhouette):
-        return "no silhouette"
-    return ""
+        return "", "fewer than two segments"
+    checks = {
+        "segments": (not config.segments_min <= candidate.n_clusters <= config.segments_max,
+                     f"{candidate.n_clusters} segments outside {config.segments_min}-{config.segments_max}"),
+        "min_segment_share": (candidate.smallest_share < config.min_segment_share,
+                              f"smallest segment {candidate.smallest_share:.1%} < {config.min_segment_share:.0%}"),
+        "noise": (candidate.noise_share > MAX_NOISE_SHARE,
+                  f"noise {candidate.noise_share:.0%} > {MAX_NOISE_SHARE:.0%}"),
+        "stability": (not candidate.stability >= config.min_stability,
+                      f"stability {candidate.stability:.2f} < {config.min_stability}"),
+    }
+    for limit in LIMITS:
+        failed, reason = checks[limit]
+        if limit in limits and failed:
+            return limit, reason
+    return "", ""
 
 
-def select(candidates: list[Candidate], config: ClusterConfig) -> tuple[Candidate, bool]:
-    """The winning candidate, and whether the stability bar had to be dropped to find one."""
-    for check_stability in (True, False):
+def _rank(candidate: Candidate) -> tuple[float, int]:
+    return round(candidate.calinski_harabasz, 3), -candidate.n_clusters
+
+
+def select(candidates: list[Candidate], config: ClusterConfig) -> Selection:
+    """The winning candidate, which limits were relaxed to find one, and which decided the outcome."""
+    scored = [c for c in candidates if not math.isnan(c.silhouette)]
+    if not scored:
+        raise InsidersError("no clustering candidate found two segments or more: the customers are too few or alike")
+    for dropped in range(len(LIMITS) + 1):
+        limits = LIMITS[: len(LIMITS) - dropped]
         for candidate in candidates:
-            candidate.rejection = _fails(candidate, config, check_stability)
+            _, candidate.rejection = _fails(candidate, config, limits)
             candidate.eligible = candidate.rejection == ""
         eligible = [c for c in candidates if c.eligible]
         if eligible:
-            best = max(eligible, key=lambda c: (round(c.calinski_harabasz, 3), -c.n_clusters))
+            best = max(eligible, key=_rank)
             best.selected = True
-            if not check_stability:
-                log.warning("no candidate reached stability %.2f; chose the best candidate without that bar",
-                            config.min_stability)
-            return best, not check_stability
-    raise InsidersError("no clustering candidate has a usable number of segments; widen segments_min/max")
+            relaxed = list(LIMITS[len(LIMITS) - dropped:])
+            if relaxed:
+                log.warning("no clustering candidate met every limit; relaxed: %s", ", ".join(relaxed))
+            top = max(scored, key=_rank)
+            binding = [] if top is best else [_fails(top, config, LIMITS)[0] or "relaxed order"]
+            return Selection(best, relaxed, binding)
+    raise InsidersError("no clustering candidate could be selected")  # unreachable: the last pass has no limits

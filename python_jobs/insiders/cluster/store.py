@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import logging
+from dataclasses import dataclass
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -59,16 +61,27 @@ def save_model(model: SegmentModel, directory: Path, run_id: str) -> tuple[Path,
     return path, sha256_of(path)
 
 
-def latest_fit(conn: psycopg.Connection) -> tuple[str, Path, str] | None:
+@dataclass(frozen=True)
+class FitRecord:
+    run_id: str
+    artifact: Path
+    sha256: str
+    data_cutoff: date
+
+
+def latest_fit(conn: psycopg.Connection, as_of: date) -> FitRecord | None:
+    """The model in force at `as_of`: the latest fit on data up to that date (never one that saw later lines)."""
     row = conn.execute(
-        "select run_id, artifact_path, artifact_sha256 from ml.model_runs where mode = 'fit'"
-        " order by created_at desc limit 1"
+        "select run_id, artifact_path, artifact_sha256, data_cutoff_date from ml.model_runs"
+        " where mode = 'fit' and data_cutoff_date <= %s order by data_cutoff_date desc, created_at desc limit 1",
+        (as_of,),
     ).fetchone()
-    return (row[0], Path(row[1]), row[2]) if row else None
+    return FitRecord(row[0], Path(row[1]), row[2], row[3]) if row else None
 
 
-def load_model(run_id: str, path: Path, recorded_sha256: str) -> SegmentModel:
-    """The model of fit run `run_id`, refused when the file is not the one recorded."""
+def load_model(fit: FitRecord) -> SegmentModel:
+    """The model of a fit run, refused when the file is not the one recorded."""
+    run_id, path, recorded_sha256 = fit.run_id, fit.artifact, fit.sha256
     if not path.exists():
         raise InsidersError(f"the model of run {run_id} is missing ({path}); fit a new one with --refit")
     actual = sha256_of(path)
@@ -80,6 +93,24 @@ def load_model(run_id: str, path: Path, recorded_sha256: str) -> SegmentModel:
     return joblib.load(path)
 
 
+def _finite(value: object) -> object:
+    """JSON has no infinity or NaN: such estimates (a dropout rate fitted to zero) are written as text."""
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _json_value(value: object) -> object:
+    """numpy scalars and dates in run records."""
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
 def _copy_rows(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
     with cur.copy(f"copy {table} ({', '.join(frame.columns)}) from stdin") as copy:
         for row in frame.itertuples(index=False, name=None):
@@ -87,11 +118,13 @@ def _copy_rows(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
 
 
 def write_run(conn: psycopg.Connection, *, run: dict[str, object], candidates: list[Candidate],
-              model: SegmentModel | None, segments: pd.DataFrame, rules: pd.DataFrame, as_of: date) -> None:
-    """One transaction: the run, its grid and definitions (fits), and this as-of date's labels and rules."""
+              model: SegmentModel | None, segments: pd.DataFrame, rules: pd.DataFrame, forecasts: pd.DataFrame,
+              as_of: date) -> None:
+    """One transaction: the run, its grid and definitions (fits), and this as-of date's labels, forecasts and
+    rules (replacing the date's earlier ones)."""
     with conn.transaction(), conn.cursor() as cur:
         ensure_ml_schema(conn)
-        record = {key: json.dumps(value, default=str) if isinstance(value, dict) else value
+        record = {key: json.dumps(_finite(value), default=_json_value) if isinstance(value, dict) else value
                   for key, value in run.items()}
         cur.execute(
             f"insert into ml.model_runs ({', '.join(record)}) values ({', '.join(['%s'] * len(record))})",
@@ -113,12 +146,14 @@ def write_run(conn: psycopg.Connection, *, run: dict[str, object], candidates: l
         if model is not None:
             definitions = pd.DataFrame([{
                 "model_run_id": run["run_id"], "segment_id": s.segment_id, "segment_name": s.name,
-                "is_insider": s.is_insider, "n_customers_at_fit": s.n_customers_at_fit,
+                "is_top_segment": s.is_top_segment, "n_customers_at_fit": s.n_customers_at_fit,
                 "profile": json.dumps(s.profile),
             } for s in model.segments])
             _copy_rows(cur, "ml.segment_definitions", definitions)
         cur.execute("delete from ml.customer_segments where as_of_date = %s", (as_of,))
         _copy_rows(cur, "ml.customer_segments", segments)
+        cur.execute("delete from ml.customer_forecasts where as_of_date = %s", (as_of,))
+        _copy_rows(cur, "ml.customer_forecasts", forecasts)
         cur.execute("delete from ml.insider_rules where as_of_date = %s", (as_of,))
         if not rules.empty:
             _copy_rows(cur, "ml.insider_rules", rules)

@@ -16,7 +16,12 @@ create table if not exists ml.model_runs (
     stage_seconds jsonb not null,
     artifact_path text not null,
     artifact_sha256 text not null,
-    library_versions jsonb not null
+    library_versions jsonb not null,
+    data_cutoff_date date not null,
+    refit_reason text not null default '',
+    insider_definition text not null,
+    program jsonb not null,
+    limits jsonb not null
 );
 
 create table if not exists ml.model_selection (
@@ -44,7 +49,7 @@ create table if not exists ml.segment_definitions (
     model_run_id text not null references ml.model_runs (run_id) on delete cascade,
     segment_id integer not null,
     segment_name text not null,
-    is_insider boolean not null,
+    is_top_segment boolean not null,
     n_customers_at_fit integer not null,
     profile jsonb not null,
     primary key (model_run_id, segment_id)
@@ -57,6 +62,7 @@ create table if not exists ml.customer_segments (
     segment_id integer not null,
     segment_name text not null,
     is_insider boolean not null,
+    program_rank integer not null,
     confidence double precision not null,
     distance_to_centroid double precision not null,
     map_x double precision not null,
@@ -77,5 +83,91 @@ create table if not exists ml.insider_rules (
     primary key (as_of_date, rule_number)
 );
 
+create table if not exists ml.customer_forecasts (
+    customer_id bigint not null,
+    as_of_date date not null,
+    run_id text not null references ml.model_runs (run_id),
+    p_alive double precision not null,
+    expected_purchases_90d double precision not null,
+    expected_revenue_90d double precision not null,
+    expected_revenue_365d double precision not null,
+    primary key (customer_id, as_of_date)
+);
+
+-- written by `insiders backtest`: one row per cutoff, horizon and rule
+create table if not exists ml.backtests (
+    backtest_id text not null,
+    cutoff_date date not null,
+    horizon_days integer not null,
+    rule text not null,
+    insider_definition text not null,
+    n_customers integer not null,
+    customer_share double precision not null,
+    future_revenue_share double precision not null,
+    future_revenue_share_low double precision not null,
+    future_revenue_share_high double precision not null,
+    lift double precision not null,
+    precision double precision,
+    recall double precision,
+    share_difference_vs_insiders double precision not null,
+    share_difference_low double precision not null,
+    share_difference_high double precision not null,
+    created_at timestamptz not null default clock_timestamp(),
+    primary key (cutoff_date, horizon_days, rule)
+);
+
+-- the forecast against what happened, one row per backtest cutoff and horizon
+create table if not exists ml.forecast_backtests (
+    backtest_id text not null,
+    cutoff_date date not null,
+    horizon_days integer not null,
+    n_customers integer not null,
+    predicted_purchases double precision not null,
+    actual_purchases double precision not null,
+    predicted_revenue double precision not null,
+    actual_revenue double precision not null,
+    revenue_error_share double precision not null,
+    purchases_mae double precision not null,
+    revenue_mae double precision not null,
+    seconds double precision not null,
+    created_at timestamptz not null default clock_timestamp(),
+    primary key (cutoff_date, horizon_days)
+);
+
+-- the seeds' hypotheses, Insiders against the other customers, with intervals
+create table if not exists ml.hypothesis_tests (
+    as_of_date date not null,
+    run_id text not null references ml.model_runs (run_id),
+    hypothesis_id text not null,
+    statement text not null,
+    unit text not null,
+    insiders_value double precision,
+    insiders_value_low double precision,
+    insiders_value_high double precision,
+    compared_with double precision,
+    compared_with_low double precision,
+    compared_with_high double precision,
+    comparison text not null,
+    p_value double precision,
+    holds boolean not null,
+    primary key (as_of_date, hypothesis_id)
+);
+
 -- columns added after the first release of a table: older databases get them here
 alter table ml.model_selection add column if not exists top_segment_share double precision;
+alter table ml.model_runs add column if not exists data_cutoff_date date;
+update ml.model_runs as runs set data_cutoff_date = fits.as_of_date
+from ml.model_runs as fits where runs.data_cutoff_date is null and fits.run_id = runs.model_run_id;
+alter table ml.model_runs add column if not exists refit_reason text not null default '';
+alter table ml.model_runs add column if not exists insider_definition text not null default 'top_segment';
+alter table ml.model_runs add column if not exists program jsonb not null default '{}';
+alter table ml.model_runs add column if not exists limits jsonb not null default '{}';
+alter table ml.customer_segments add column if not exists program_rank integer;
+do $$
+begin
+    if exists (select from information_schema.columns
+               where table_schema = 'ml' and table_name = 'segment_definitions' and column_name = 'is_insider') then
+        alter table ml.segment_definitions rename column is_insider to is_top_segment;
+    end if;
+end
+$$;

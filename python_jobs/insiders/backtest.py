@@ -1,0 +1,166 @@
+"""`insiders backtest`: what the product would have picked at a past cutoff, against what happened next.
+
+Each cutoff is built in a scratch database on the same server that holds only the lines dated up to the cutoff,
+so nothing after it can leak into the features, the segments, the forecast or the Insider choice; production
+tables are untouched. Only once the labels are made are the horizon's lines added, to measure: for groups of the
+Insiders' size, the share of the horizon's revenue each rule captured, with bootstrap intervals, and the forecast
+against the actual purchases. Results go to ml.backtests and ml.forecast_backtests in the production database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from . import db, stages
+from .cluster import store
+from .cluster.config import ClusterConfig
+from .cluster.job import ClusterResult, run_clustering
+from .errors import InsidersError
+from .load import ensure_raw_schema
+from .program import rankings
+from .program.config import ProgramConfig
+from .program.evaluate import forecast_error, measure_groups
+from .program.outcomes import aligned, future_revenue
+from .settings import Paths, Target
+
+log = logging.getLogger("insiders")
+# the rules every backtest reports (plus every candidate the Insider choice compared)
+RULES = ("insiders", "top_past_revenue", "rfm_score", "top_expected_revenue", "random")
+
+
+@contextmanager
+def scratch_database(target: Target, cutoff: date) -> Iterator[Target]:
+    """A new, empty database beside the target's, dropped afterwards whatever happens."""
+    name = f"insiders_backtest_{cutoff:%Y%m%d}_{os.getpid()}"
+    try:
+        with db.connect(target, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+            conn.execute(f'create database "{name}"')
+    except psycopg.Error as exc:
+        raise InsidersError(f"cannot create the scratch database {name} for the backtest on {target.safe_url} "
+                            f"(the user needs CREATEDB): {str(exc).strip()}") from exc
+    try:
+        yield replace(target, dbname=name)
+    finally:
+        with db.connect(target, autocommit=True) as conn:
+            conn.execute(f'drop database if exists "{name}" with (force)')
+
+
+def copy_lines(source: Target, scratch: Target, after: date | None, until: date) -> int:
+    """Copy the raw lines invoiced in (after, until] (every line up to `until` without `after`)."""
+    condition = "invoiced_at < %s::date + 1" + (" and invoiced_at >= %s::date + 1" if after else "")
+    params = (until, after) if after else (until,)
+    with db.connect(source) as src, db.connect(scratch) as dst:
+        ensure_raw_schema(dst)
+        if after is None:
+            with src.cursor().copy("copy raw.load_batches to stdout (format binary)") as out, \
+                    dst.cursor().copy("copy raw.load_batches from stdin (format binary)") as into:
+                for block in out:
+                    into.write(block)
+        query = f"copy (select * from raw.invoice_lines where {condition}) to stdout (format binary)"
+        with src.cursor().copy(query, params) as out, \
+                dst.cursor().copy("copy raw.invoice_lines from stdin (format binary)") as into:
+            for block in out:
+                into.write(block)
+        # the scratch batches account for the lines they hold, so the data-quality checks add up there too
+        dst.execute("update raw.load_batches as batches"
+                    " set lines_read = coalesce(held.n, 0), lines_loaded = coalesce(held.n, 0), lines_rejected = 0"
+                    " from raw.load_batches as every_batch left join (select batch_id, count(*) as n"
+                    " from raw.invoice_lines group by batch_id) as held on held.batch_id = every_batch.batch_id"
+                    " where batches.batch_id = every_batch.batch_id")
+        copied = dst.execute("select count(*) from raw.invoice_lines").fetchone()[0]
+        dst.commit()
+    return copied
+
+
+def rule_groups(result: ClusterResult, program: ProgramConfig) -> dict[str, np.ndarray]:
+    """Each rule's members among the customers known at the cutoff, all of the Insiders' size."""
+    features = result.features
+    gross, ids = features["gross_revenue"].to_numpy(dtype=float), features["customer_id"].to_numpy()
+    size = result.n_insiders
+    groups = {"insiders": result.is_insider}
+    for name, score in result.scores.items():
+        groups[name] = rankings.top_n(score, gross, ids, size)
+    random = np.zeros(len(ids), dtype=bool)
+    random[np.random.default_rng(program.seed).choice(len(ids), size=size, replace=False)] = True
+    groups["random"] = random
+    return groups
+
+
+def backtest_cutoff(paths: Paths, target: Target, cutoff: date, program: ProgramConfig,
+                    cluster_config: ClusterConfig, backtest_id: str) -> tuple[pd.DataFrame, dict[str, float]]:
+    started = time.perf_counter()
+    with db.connect(target) as conn:
+        _, last = stages.data_span(conn)
+    if cutoff + timedelta(days=program.horizon_days) > last:
+        raise InsidersError(f"the horizon of {program.horizon_days} days after {cutoff} ends after the last line "
+                            f"loaded ({last}): choose an earlier cutoff or a shorter horizon")
+    with scratch_database(target, cutoff) as scratch, tempfile.TemporaryDirectory(prefix="insiders-bt-") as state:
+        scratch_paths = Paths(project_dir=paths.project_dir, state_dir=Path(state))
+        copied = copy_lines(target, scratch, None, cutoff)
+        log.info("backtest at %s: %s lines up to the cutoff in %s", cutoff, f"{copied:,}", scratch.dbname)
+        stages.build_features(scratch_paths, scratch, [cutoff], program)
+        with db.connect(scratch) as conn:
+            result = run_clustering(conn, scratch_paths, as_of=cutoff, config=cluster_config, program=program)
+        groups = rule_groups(result, program)
+        # only now does the scratch database see the horizon
+        copy_lines(target, scratch, cutoff, cutoff + timedelta(days=program.horizon_days))
+        with db.connect(scratch) as conn:
+            outcome = future_revenue(conn, cutoff, program.horizon_days)
+    customer_id = result.features["customer_id"]
+    net = aligned(outcome, customer_id, "net_revenue").to_numpy()
+    rows = measure_groups(net, groups, reference="insiders", resamples=program.bootstrap_resamples,
+                          seed=program.seed)
+    rows.insert(0, "cutoff_date", cutoff)
+    rows.insert(1, "horizon_days", program.horizon_days)
+    rows["insider_definition"] = result.insider_definition
+    forecast = result.forecast.customers
+    errors = forecast_error(forecast[f"expected_purchases_{program.horizon_days}d"].to_numpy(),
+                            aligned(outcome, customer_id, "purchase_days").to_numpy(),
+                            forecast[f"expected_revenue_{program.horizon_days}d"].to_numpy(),
+                            aligned(outcome, customer_id, "gross_revenue").to_numpy())
+    errors["seconds"] = round(time.perf_counter() - started, 1)
+    with db.connect(target) as conn:
+        write_backtest(conn, backtest_id, cutoff, program.horizon_days, rows, errors)
+    return rows, errors
+
+
+def write_backtest(conn: psycopg.Connection, backtest_id: str, cutoff: date, horizon_days: int, rows: pd.DataFrame,
+                   errors: dict[str, float]) -> None:
+    with conn.transaction():
+        store.ensure_ml_schema(conn)
+        conn.execute("delete from ml.backtests where cutoff_date = %s and horizon_days = %s", (cutoff, horizon_days))
+        conn.execute("delete from ml.forecast_backtests where cutoff_date = %s and horizon_days = %s",
+                     (cutoff, horizon_days))
+        columns = ["cutoff_date", "horizon_days", "rule", "insider_definition", "n_customers", "customer_share",
+                   "future_revenue_share", "future_revenue_share_low", "future_revenue_share_high", "lift",
+                   "precision", "recall", "share_difference_vs_insiders", "share_difference_low",
+                   "share_difference_high"]
+        frame = rows[columns].astype(object).where(rows[columns].notna(), None)
+        with conn.cursor().copy(f"copy ml.backtests (backtest_id, {', '.join(columns)}) from stdin") as copy:
+            for row in frame.itertuples(index=False, name=None):
+                copy.write_row((backtest_id, *row))
+        names = ["n_customers", "predicted_purchases", "actual_purchases", "predicted_revenue", "actual_revenue",
+                 "revenue_error_share", "purchases_mae", "revenue_mae", "seconds"]
+        conn.execute(f"insert into ml.forecast_backtests (backtest_id, cutoff_date, horizon_days, {', '.join(names)})"
+                     f" values (%s, %s, %s, {', '.join(['%s'] * len(names))})",
+                     (backtest_id, cutoff, horizon_days, *[errors[n] for n in names]))
+
+
+def backtest(paths: Paths, target: Target, cutoffs: list[date], program: ProgramConfig,
+             cluster_config: ClusterConfig | None = None) -> list[tuple[pd.DataFrame, dict[str, float]]]:
+    backtest_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    return [backtest_cutoff(paths, target, cutoff, program, cluster_config or ClusterConfig(), backtest_id)
+            for cutoff in sorted(set(cutoffs))]

@@ -1,0 +1,60 @@
+"""Spend forecast per customer at an as-of date: BG/NBD for purchase days, Gamma-Gamma for spend per day.
+
+Both models are fitted on the CLV statistics of the feature mart at that date only (point in time). Time is in
+weeks inside the models, the unit of the published CDNOW estimates; horizons are given in days.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from . import clv
+
+log = logging.getLogger("insiders")
+DAYS_PER_WEEK = 7.0
+HORIZONS_DAYS = (90, 365)
+
+
+@dataclass
+class Forecast:
+    """Per customer: probability alive, expected purchase days and revenue; the fitted estimates beside it."""
+
+    customers: pd.DataFrame
+    estimates: dict[str, object] = field(default_factory=dict)
+
+    def expected_revenue(self, horizon_days: int) -> np.ndarray:
+        return self.customers[f"expected_revenue_{horizon_days}d"].to_numpy(dtype=float)
+
+
+def forecast_customers(features: pd.DataFrame, horizons_days: tuple[int, ...] = HORIZONS_DAYS) -> Forecast:
+    """The forecast for every customer of `features` (one as-of date of the mart)."""
+    frequency = features["clv_frequency"].to_numpy(dtype=float)
+    recency = features["clv_recency"].to_numpy(dtype=float) / DAYS_PER_WEEK
+    age = features["clv_t"].to_numpy(dtype=float) / DAYS_PER_WEEK
+    monetary = features["clv_monetary"].astype(float).to_numpy()
+    purchases = clv.fit_bgnbd(frequency, recency, age)
+    repeaters = (frequency > 0) & (monetary > 0)
+    spend = clv.fit_gamma_gamma(frequency[repeaters], monetary[repeaters])
+    spend_per_day = clv.expected_spend(spend, frequency, np.where(repeaters, monetary, 0.0))
+    customers = pd.DataFrame({
+        "customer_id": features["customer_id"].astype("int64").to_numpy(),
+        "p_alive": clv.probability_alive(purchases, frequency, recency, age),
+    })
+    for days in horizons_days:
+        expected = clv.expected_purchases(purchases, frequency, recency, age, days / DAYS_PER_WEEK)
+        customers[f"expected_purchases_{days}d"] = expected
+        customers[f"expected_revenue_{days}d"] = expected * spend_per_day
+    estimates = {
+        "bgnbd": {"r": purchases.r, "alpha_weeks": purchases.alpha, "a": purchases.a, "b": purchases.b,
+                  "log_likelihood": purchases.log_likelihood, "converged": purchases.converged},
+        "gamma_gamma": {"p": spend.p, "q": spend.q, "v": spend.v, "log_likelihood": spend.log_likelihood,
+                        "converged": spend.converged},
+        "n_customers": len(features), "n_repeat_customers": int(repeaters.sum()),
+    }
+    if not (purchases.converged and spend.converged):
+        log.warning("the spend forecast's fit did not converge: %s", estimates)
+    return Forecast(customers, estimates)

@@ -1,0 +1,146 @@
+"""Which definition makes the Insiders: the one that captured the most future revenue in backtests that end by
+the as-of date, measured at the program's size.
+
+Inner cutoffs lie `horizon_days` or more before the as-of date, so every horizon they are judged on ends by it:
+the choice at date D uses lines up to D only. The strongest simple rule (top past revenue, RFM score) is the
+default; a challenger replaces it only when it captured at least `min_share_gain` more on average and more at
+every inner cutoff. With no inner cutoff (too little history) the run uses top past revenue and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import psycopg
+
+from ..cluster import store
+from ..cluster.config import ClusterConfig
+from ..forecast.job import Forecast, forecast_customers
+from . import rankings
+from .config import SIMPLE_RULES, ProgramConfig
+from .evaluate import revenue_shares
+from .outcomes import aligned, future_revenue
+
+log = logging.getLogger("insiders")
+FALLBACK = "top_past_revenue"
+
+
+@dataclass
+class ProgramChoice:
+    definition: str
+    reason: str
+    inner_cutoffs: list[date]
+    # one row per inner cutoff and candidate: the share of the horizon's revenue its top group captured
+    evidence: pd.DataFrame = field(default_factory=pd.DataFrame)
+
+    def as_dict(self) -> dict[str, object]:
+        means = self.evidence.groupby("candidate")["future_revenue_share"].mean() if not self.evidence.empty \
+            else pd.Series(dtype=float)
+        return {"definition": self.definition, "reason": self.reason,
+                "inner_cutoffs": [d.isoformat() for d in self.inner_cutoffs],
+                "mean_future_revenue_share": {k: round(float(v), 6) for k, v in means.items()},
+                "evidence": [{**row, "cutoff_date": row["cutoff_date"].isoformat()}
+                             for row in self.evidence.to_dict("records")]}
+
+
+def inner_cutoffs(as_of: date, data_start: date, config: ProgramConfig) -> list[date]:
+    """The latest cutoff whose horizon ends on the as-of date, then every `inner_step_days` before it."""
+    first = as_of - timedelta(days=config.horizon_days)
+    candidates = [first - timedelta(days=config.inner_step_days * k) for k in range(config.inner_cutoffs)]
+    return sorted(c for c in candidates if (c - data_start).days >= config.min_history_days)
+
+
+def training_cutoff(day: date, data_start: date, config: ProgramConfig) -> date | None:
+    """Where the trained model's training window starts for scoring at `day`, if there is enough history."""
+    start = day - timedelta(days=config.horizon_days)
+    return start if (start - data_start).days >= config.min_history_days else None
+
+
+def required_dates(as_of: date, data_start: date, config: ProgramConfig) -> list[date]:
+    """Every as-of date of the feature mart that the run at `as_of` reads."""
+    days = {as_of, *inner_cutoffs(as_of, data_start, config)}
+    days |= {start for day in list(days) if (start := training_cutoff(day, data_start, config))}
+    return sorted(days)
+
+
+def candidate_scores(conn: psycopg.Connection, day: date, features: pd.DataFrame, data_start: date,
+                     config: ProgramConfig, *, forecast: Forecast, segment_id: np.ndarray | None,
+                     ) -> dict[str, np.ndarray]:
+    """Every computable candidate's ranking score for the customers of `features` (the mart at `day`)."""
+    wanted = set(config.candidates)
+    scores = {
+        "top_past_revenue": features["gross_revenue"].to_numpy(dtype=float),
+        "net_revenue": features["net_revenue"].to_numpy(dtype=float),
+        "decayed_revenue": features["decayed_revenue"].to_numpy(dtype=float),
+        "rfm_score": rankings.rfm_score(features).astype(float),
+        "top_expected_revenue": forecast.expected_revenue(config.horizon_days),
+    }
+    if segment_id is not None:
+        scores["top_segment"] = rankings.segment_score(segment_id, scores["top_past_revenue"])
+    start = training_cutoff(day, data_start, config)
+    if "trained_model" in wanted and start is not None:
+        earlier = store.read_features(conn, start)
+        window = future_revenue(conn, start, config.horizon_days)["net_revenue"]
+        model = rankings.train_revenue_model(earlier, window, config.seed)
+        scores["trained_model"] = model.predict(rankings.training_matrix(features))
+    return {name: score for name, score in scores.items() if name in wanted}
+
+
+def _segments_fitted_at(features: pd.DataFrame, day: date, cluster_config: ClusterConfig) -> np.ndarray:
+    from ..cluster.job import fit_model
+
+    model, _, _ = fit_model(features, cluster_config, day, previous=None)
+    return model.assign(features).segment_id
+
+
+def measure_inner_cutoff(conn: psycopg.Connection, cutoff: date, data_start: date, config: ProgramConfig,
+                         cluster_config: ClusterConfig) -> pd.DataFrame:
+    features = store.read_features(conn, cutoff)
+    segment_id = _segments_fitted_at(features, cutoff, cluster_config) if "top_segment" in config.candidates \
+        else None
+    horizons = tuple(sorted({90, 365, config.horizon_days}))
+    scores = candidate_scores(conn, cutoff, features, data_start, config,
+                              forecast=forecast_customers(features, horizons), segment_id=segment_id)
+    net = aligned(future_revenue(conn, cutoff, config.horizon_days), features["customer_id"], "net_revenue")
+    size = config.program_size(len(features))
+    gross, ids = features["gross_revenue"].to_numpy(dtype=float), features["customer_id"].to_numpy()
+    names = list(scores)
+    groups = np.column_stack([rankings.top_n(scores[name], gross, ids, size) for name in names])
+    shares = revenue_shares(net.to_numpy(), groups.astype(float))
+    return pd.DataFrame({"cutoff_date": cutoff, "candidate": names, "n_customers": size,
+                         "future_revenue_share": shares.round(6)})
+
+
+def choose_definition(conn: psycopg.Connection, as_of: date, data_start: date, config: ProgramConfig,
+                      cluster_config: ClusterConfig) -> ProgramChoice:
+    cutoffs = inner_cutoffs(as_of, data_start, config)
+    if not cutoffs:
+        reason = (f"too little history for a backtest ending by {as_of} (the data starts {data_start}; a cutoff "
+                  f"needs {config.min_history_days} days before it and {config.horizon_days} after): "
+                  f"the strongest simple rule, {FALLBACK}")
+        return ProgramChoice(FALLBACK, reason, [])
+    evidence = pd.concat([measure_inner_cutoff(conn, c, data_start, config, cluster_config) for c in cutoffs],
+                         ignore_index=True)
+    table = evidence.pivot(index="cutoff_date", columns="candidate", values="future_revenue_share")
+    complete = table.dropna(axis=1)  # a candidate is judged only where it could be computed at every cutoff
+    means = complete.mean().sort_values(ascending=False)
+    simple = [name for name in means.index if name in SIMPLE_RULES]
+    baseline = simple[0] if simple else FALLBACK
+    challengers = [name for name in means.index if name not in SIMPLE_RULES]
+    if not challengers or baseline not in complete:
+        return ProgramChoice(baseline, f"only simple rules could be measured; {baseline} did best", cutoffs,
+                             evidence)
+    best = challengers[0]
+    gain = float(means[best] - means[baseline])
+    wins = int((complete[best] > complete[baseline]).sum())
+    summary = (f"{best} captured {means[best]:.1%} of the horizons' revenue on average against {means[baseline]:.1%} "
+               f"for {baseline} ({gain * 100:+.1f} points, more at {wins} of {len(cutoffs)} inner cutoffs)")
+    if gain >= config.min_share_gain and wins == len(cutoffs):
+        return ProgramChoice(best, summary, cutoffs, evidence)
+    reason = (f"no challenger beat {baseline} by {config.min_share_gain:.1%} on average and at every inner "
+              f"cutoff: {summary}")
+    return ProgramChoice(baseline, reason, cutoffs, evidence)

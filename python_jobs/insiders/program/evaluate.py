@@ -1,0 +1,85 @@
+"""Out-of-time measurement of groups of customers: share of future revenue, lift, bootstrap intervals.
+
+Future revenue is each known customer's net revenue in the horizon; shares are taken over the sum of
+max(net, 0) of every customer known at the cutoff, so a group's share is at most 1 and returns count against it.
+Intervals resample customers with replacement (the same resamples for every rule, so differences are paired).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+INTERVAL = (2.5, 97.5)
+
+
+def resample_counts(n_customers: int, resamples: int, seed: int) -> np.ndarray:
+    """How often each customer is drawn in each bootstrap resample: (customers x resamples)."""
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_customers, size=(resamples, n_customers))
+    counts = np.zeros((n_customers, resamples), dtype=np.int32)
+    for column, row in enumerate(draws):
+        counts[:, column] = np.bincount(row, minlength=n_customers)
+    return counts
+
+
+def revenue_shares(future_net: np.ndarray, groups: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
+    """Share of future revenue of each group (columns of `groups`), or of each group in each resample."""
+    captured = groups * future_net[:, None]
+    positive = np.clip(future_net, 0, None)
+    if counts is None:
+        return captured.sum(axis=0) / max(positive.sum(), 1e-12)
+    return (counts.T @ captured) / np.maximum(counts.T @ positive, 1e-12)[:, None]
+
+
+def measure_groups(future_net: np.ndarray, groups: dict[str, np.ndarray], *, reference: str | None = None,
+                   resamples: int = 1000, seed: int = 42) -> pd.DataFrame:
+    """One row per group: size, share of future revenue with its bootstrap interval, lift, precision and recall
+    against the actual top customers of the horizon (as many as the group, among those who spent), and the
+    paired difference with `reference` (reference minus the group) with its interval."""
+    names = list(groups)
+    matrix = np.column_stack([groups[name] for name in names]).astype(float)
+    n_customers = len(future_net)
+    shares = revenue_shares(future_net, matrix)
+    boot = revenue_shares(future_net, matrix, resample_counts(n_customers, resamples, seed))
+    order = np.lexsort((np.arange(n_customers), -future_net))
+    rows = []
+    for i, name in enumerate(names):
+        members = groups[name].astype(bool)
+        size = int(members.sum())
+        spenders = order[: size][future_net[order[: size]] > 0]
+        actual_top = np.zeros(n_customers, dtype=bool)
+        actual_top[spenders] = True
+        hits = int((members & actual_top).sum())
+        customer_share = size / n_customers
+        low, high = np.percentile(boot[:, i], INTERVAL)
+        row = {
+            "rule": name, "n_customers": size, "customer_share": customer_share,
+            "future_revenue_share": shares[i], "future_revenue_share_low": low, "future_revenue_share_high": high,
+            "lift": shares[i] / customer_share if customer_share else np.nan,
+            "precision": hits / size if size else np.nan,
+            "recall": hits / actual_top.sum() if actual_top.any() else np.nan,
+        }
+        if reference is not None:
+            j = names.index(reference)
+            difference = boot[:, j] - boot[:, i]
+            row["share_difference_vs_insiders"] = shares[j] - shares[i]
+            row["share_difference_low"], row["share_difference_high"] = np.percentile(difference, INTERVAL)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def forecast_error(predicted_purchases: np.ndarray, actual_purchases: np.ndarray, predicted_revenue: np.ndarray,
+                   actual_revenue: np.ndarray) -> dict[str, float]:
+    """Totals and per-customer mean absolute errors of a forecast against what happened."""
+    total_predicted, total_actual = float(predicted_revenue.sum()), float(actual_revenue.sum())
+    return {
+        "n_customers": len(actual_revenue),
+        "predicted_purchases": float(predicted_purchases.sum()),
+        "actual_purchases": float(actual_purchases.sum()),
+        "predicted_revenue": total_predicted,
+        "actual_revenue": total_actual,
+        "revenue_error_share": (total_predicted - total_actual) / total_actual if total_actual else float("nan"),
+        "purchases_mae": float(np.abs(predicted_purchases - actual_purchases).mean()),
+        "revenue_mae": float(np.abs(predicted_revenue - actual_revenue).mean()),
+    }

@@ -1,0 +1,83 @@
+"""The stages of a run, shared by `run`, `cluster`, `backfill` and `backtest`: load, features, label, marts.
+
+Features are built point in time: a date already in the mart is kept as it is (history does not change because
+later lines arrived) unless the caller rebuilds it on purpose; every date the labelling stage reads (the as-of
+date, and the earlier cutoffs its inner backtests use) is built in one dbt statement.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from datetime import date
+from pathlib import Path
+
+import psycopg
+
+from . import db
+from .dbt_runner import run_dbt
+from .errors import InsidersError
+from .load import ensure_raw_schema, load_file
+from .program.choice import required_dates
+from .program.config import ProgramConfig
+from .settings import Paths, Target
+
+log = logging.getLogger("insiders")
+
+
+def load_inputs(target: Target, inputs: Iterable[Path]) -> tuple[int, int]:
+    """Load files; (lines loaded, lines rejected)."""
+    loaded = rejected = 0
+    with db.connect(target) as conn:
+        for path in inputs:
+            result = load_file(conn, path)
+            loaded += result.lines_loaded
+            rejected += result.lines_rejected
+    return loaded, rejected
+
+
+def data_span(conn: psycopg.Connection) -> tuple[date, date]:
+    """First and last invoice dates loaded."""
+    ensure_raw_schema(conn)
+    first, last = conn.execute("select min(invoiced_at)::date, max(invoiced_at)::date from raw.invoice_lines"
+                               ).fetchone()
+    if first is None:
+        raise InsidersError("no invoice lines are loaded: `insiders load FILE` (or `insiders run --input FILE`)")
+    return first, last
+
+
+def built_dates(conn: psycopg.Connection) -> set[date]:
+    exists = conn.execute("select to_regclass('marts.fct_customer_features') is not null").fetchone()[0]
+    if not exists:
+        return set()
+    return {row[0] for row in conn.execute("select distinct as_of_date from marts.fct_customer_features")}
+
+
+def dates_to_label(conn: psycopg.Connection, as_of_dates: Iterable[date], program: ProgramConfig) -> list[date]:
+    """The as-of dates and every earlier cutoff their Insider choice reads."""
+    first, _ = data_span(conn)
+    return sorted({day for as_of in as_of_dates for day in required_dates(as_of, first, program)})
+
+
+def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], program: ProgramConfig, *,
+                   rebuild: Iterable[date] = ()) -> list[date]:
+    """dbt: staging, cleaning and the feature mart for every date the labels of `as_of_dates` need that is not
+    built yet, and for `rebuild`; returns the dates built."""
+    with db.connect(target) as conn:
+        needed = dates_to_label(conn, as_of_dates, program)
+        missing = sorted((set(needed) - built_dates(conn)) | set(rebuild))
+    if not missing:
+        log.info("features for %d as-of dates are built already; kept as they are", len(needed))
+        return []
+    dates = json.dumps({"as_of_dates": [day.isoformat() for day in missing]})
+    run_dbt(paths, target, ["build", "--exclude", "source:ml+", "--vars", dates], quiet=True)
+    return missing
+
+
+def build_marts(paths: Paths, target: Target, as_of: date | None = None) -> None:
+    """dbt: the segment marts and reports over the ml tables (as of `as_of`, else the latest date labelled)."""
+    args = ["build", "--select", "source:ml+"]
+    if as_of:
+        args += ["--vars", json.dumps({"as_of_date": as_of.isoformat()})]
+    run_dbt(paths, target, args, quiet=True)
