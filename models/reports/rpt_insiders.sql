@@ -25,6 +25,10 @@ insiders as (
         n_distinct_products,
         clv_frequency,
         clv_monetary,
+        program_rank,
+        p_alive,
+        expected_revenue_90d,
+        expected_revenue_365d,
         {{ safe_divide('gross_revenue', 'sum(gross_revenue) over ()') }} as share_of_insider_revenue,
         rank() over (order by gross_revenue desc) as revenue_rank
     from customers
@@ -47,6 +51,10 @@ select
     cast(n_distinct_products as integer) as n_distinct_products,
     cast(clv_frequency as integer) as clv_frequency,
     cast(clv_monetary as numeric(14, 4)) as clv_monetary,
+    cast(program_rank as integer) as program_rank,
+    cast(p_alive as double precision) as p_alive,
+    cast(expected_revenue_90d as numeric(18, 4)) as expected_revenue_90d,
+    cast(expected_revenue_365d as numeric(18, 4)) as expected_revenue_365d,
     cast(share_of_insider_revenue as numeric(8, 6)) as share_of_insider_revenue,
     cast(revenue_rank as integer) as revenue_rank
 from insiders

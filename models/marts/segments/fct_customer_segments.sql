@@ -14,6 +14,12 @@ features as (
 
 ),
 
+forecasts as (
+
+    select * from {{ ref('stg_ml__customer_forecasts') }}
+
+),
+
 joined as (
 
     select
@@ -22,6 +28,7 @@ joined as (
         segments.segment_id,
         segments.segment_name,
         segments.is_insider,
+        segments.program_rank,
         segments.confidence,
         segments.map_x,
         segments.map_y,
@@ -35,12 +42,19 @@ joined as (
         features.n_distinct_products,
         features.recency_days,
         features.avg_ticket,
-        features.avg_basket_size
+        features.avg_basket_size,
+        forecasts.p_alive,
+        forecasts.expected_revenue_90d,
+        forecasts.expected_revenue_365d
     from segments
     inner join features
         on
             segments.customer_id = features.customer_id
             and segments.as_of_date = features.as_of_date
+    left join forecasts
+        on
+            segments.customer_id = forecasts.customer_id
+            and segments.as_of_date = forecasts.as_of_date
 
 )
 
@@ -50,6 +64,7 @@ select
     cast(segment_id as integer) as segment_id,
     cast(segment_name as text) as segment_name,
     cast(is_insider as boolean) as is_insider,
+    cast(program_rank as integer) as program_rank,
     cast(confidence as double precision) as confidence,
     cast(map_x as double precision) as map_x,
     cast(map_y as double precision) as map_y,
@@ -63,5 +78,8 @@ select
     cast(n_distinct_products as integer) as n_distinct_products,
     cast(recency_days as integer) as recency_days,
     cast(avg_ticket as numeric(14, 4)) as avg_ticket,
-    cast(avg_basket_size as numeric(14, 4)) as avg_basket_size
+    cast(avg_basket_size as numeric(14, 4)) as avg_basket_size,
+    cast(p_alive as double precision) as p_alive,
+    cast(expected_revenue_90d as numeric(18, 4)) as expected_revenue_90d,
+    cast(expected_revenue_365d as numeric(18, 4)) as expected_revenue_365d
 from joined

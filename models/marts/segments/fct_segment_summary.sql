@@ -1,6 +1,10 @@
 {{ config(contract={'enforced': true}) }}
 
-{#- One row per as-of date and segment: sizes, revenue and shares, feature means and medians. Wide and flat. -#}
+{#-
+    One row per as-of date and segment, plus one row for the Insiders program (segment_id -1, is_insider true),
+    which need not be one segment: sizes, revenue and shares, expected revenue, means and medians. Shares are of
+    the whole base, so the segment rows add up to 1 and the Insiders row stands beside them.
+-#}
 
 with customer_segments as (
 
@@ -8,14 +12,35 @@ with customer_segments as (
 
 ),
 
+rows_to_summarise as (
+
+    select
+        *,
+        segment_id as summary_id,
+        segment_name as summary_name,
+        false as is_program_row
+    from customer_segments
+    union all
+    select
+        *,
+        -1 as summary_id,
+        'Insiders' as summary_name,
+        true as is_program_row
+    from customer_segments
+    where is_insider
+
+),
+
 per_segment as (
 
     select
         as_of_date,
-        segment_id,
-        min(segment_name) as segment_name,
-        bool_or(is_insider) as is_insider,
+        summary_id as segment_id,
+        min(summary_name) as segment_name,
+        bool_or(is_program_row) as is_insider,
         count(*) as n_customers,
+        count(*) filter (where is_insider) as n_insiders,
+        sum(expected_revenue_90d) as expected_revenue_90d,
         sum(gross_revenue) as gross_revenue,
         sum(net_revenue) as net_revenue,
         sum(returned_value) as returned_value,
@@ -31,22 +56,38 @@ per_segment as (
         avg(n_items) as mean_items,
         avg(n_distinct_products) as mean_distinct_products,
         avg(avg_basket_size) as mean_basket_size
+    from rows_to_summarise
+    group by as_of_date, summary_id
+
+),
+
+base_totals as (
+
+    select
+        as_of_date,
+        count(*) as n_customers,
+        sum(gross_revenue) as gross_revenue,
+        sum(net_revenue) as net_revenue,
+        sum(expected_revenue_90d) as expected_revenue_90d
     from customer_segments
-    group by as_of_date, segment_id
+    group by as_of_date
 
 ),
 
 with_shares as (
 
     select
-        *,
-        {{ safe_divide('n_customers', 'sum(n_customers) over (partition by as_of_date)') }} as customer_share,
-        {{ safe_divide('gross_revenue', 'sum(gross_revenue) over (partition by as_of_date)') }}
-            as gross_revenue_share,
-        {{ safe_divide('net_revenue', 'sum(net_revenue) over (partition by as_of_date)') }} as net_revenue_share,
-        {{ safe_divide('n_returned_items', 'n_items') }} as return_rate,
-        {{ safe_divide('gross_revenue', 'n_invoices') }} as avg_ticket
+        per_segment.*,
+        {{ safe_divide('per_segment.n_customers', 'base_totals.n_customers') }} as customer_share,
+        {{ safe_divide('per_segment.gross_revenue', 'base_totals.gross_revenue') }} as gross_revenue_share,
+        {{ safe_divide('per_segment.net_revenue', 'base_totals.net_revenue') }} as net_revenue_share,
+        {{ safe_divide('per_segment.expected_revenue_90d', 'base_totals.expected_revenue_90d') }}
+            as expected_revenue_90d_share,
+        {{ safe_divide('per_segment.n_returned_items', 'per_segment.n_items') }} as return_rate,
+        {{ safe_divide('per_segment.gross_revenue', 'per_segment.n_invoices') }} as avg_ticket
     from per_segment
+    inner join base_totals
+        on per_segment.as_of_date = base_totals.as_of_date
 
 )
 
@@ -56,11 +97,14 @@ select
     cast(segment_name as text) as segment_name,
     cast(is_insider as boolean) as is_insider,
     cast(n_customers as integer) as n_customers,
+    cast(n_insiders as integer) as n_insiders,
     cast(customer_share as numeric(8, 6)) as customer_share,
     cast(gross_revenue as numeric(18, 4)) as gross_revenue,
     cast(gross_revenue_share as numeric(8, 6)) as gross_revenue_share,
     cast(net_revenue as numeric(18, 4)) as net_revenue,
     cast(net_revenue_share as numeric(8, 6)) as net_revenue_share,
+    cast(expected_revenue_90d as numeric(18, 4)) as expected_revenue_90d,
+    cast(expected_revenue_90d_share as numeric(8, 6)) as expected_revenue_90d_share,
     cast(returned_value as numeric(18, 4)) as returned_value,
     cast(return_rate as numeric(12, 6)) as return_rate,
     cast(avg_ticket as numeric(14, 4)) as avg_ticket,

@@ -13,6 +13,7 @@ renamed as (
         segment_id,
         segment_name,
         is_insider,
+        program_rank,
         confidence,
         distance_to_centroid,
         map_x,

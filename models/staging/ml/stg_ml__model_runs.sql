@@ -14,7 +14,10 @@ renamed as (
         created_at,
         candidate_id,
         n_segments,
-        n_customers
+        n_customers,
+        data_cutoff_date,
+        refit_reason,
+        insider_definition
     from source_runs
 
 )

@@ -18,6 +18,7 @@ from ..forecast.job import Forecast, forecast_customers
 from ..program import rankings
 from ..program.choice import FALLBACK, candidate_scores, choose_definition
 from ..program.config import ProgramConfig
+from ..program.hypotheses import measure_hypotheses
 from ..progress import StageTimer
 from ..settings import Paths
 from . import store
@@ -211,6 +212,8 @@ def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None
         forecasts = forecast.customers.assign(as_of_date=as_of, run_id=run_id)[[
             "customer_id", "as_of_date", "run_id", "p_alive", "expected_purchases_90d", "expected_revenue_90d",
             "expected_revenue_365d"]].round(6)
+        hypotheses = measure_hypotheses(features, is_insider, resamples=program.bootstrap_resamples,
+                                        seed=program.seed).assign(as_of_date=as_of, run_id=run_id)
         rules, accuracy = insider_rules(features, is_insider, config)
         rules_frame = pd.DataFrame([{
             "as_of_date": as_of, "run_id": run_id, "rule_number": i, "rule_text": r.text,
@@ -238,7 +241,7 @@ def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None
             "limits": {**limits, "program_share": program.program_share,
                        "program_share_binds": "always: the program's size is configuration"},
         }, candidates=candidates, model=model if mode == "fit" else None, segments=segments, rules=rules_frame,
-            forecasts=forecasts, as_of=as_of)
+            forecasts=forecasts, hypotheses=hypotheses, as_of=as_of)
     _log_summary(summary, rules, accuracy, time.perf_counter() - started)
     return ClusterResult(run_id, mode, as_of, summary, definition, int(is_insider.sum()), float(is_insider.mean()),
                          insider_revenue_share, choice.reason, features, scores, is_insider, forecast)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import math
 import logging
+import math
 from dataclasses import dataclass
 from datetime import date
 from importlib import resources
@@ -119,7 +119,7 @@ def _copy_rows(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
 
 def write_run(conn: psycopg.Connection, *, run: dict[str, object], candidates: list[Candidate],
               model: SegmentModel | None, segments: pd.DataFrame, rules: pd.DataFrame, forecasts: pd.DataFrame,
-              as_of: date) -> None:
+              hypotheses: pd.DataFrame, as_of: date) -> None:
     """One transaction: the run, its grid and definitions (fits), and this as-of date's labels, forecasts and
     rules (replacing the date's earlier ones)."""
     with conn.transaction(), conn.cursor() as cur:
@@ -154,6 +154,8 @@ def write_run(conn: psycopg.Connection, *, run: dict[str, object], candidates: l
         _copy_rows(cur, "ml.customer_segments", segments)
         cur.execute("delete from ml.customer_forecasts where as_of_date = %s", (as_of,))
         _copy_rows(cur, "ml.customer_forecasts", forecasts)
+        cur.execute("delete from ml.hypothesis_tests where as_of_date = %s", (as_of,))
+        _copy_rows(cur, "ml.hypothesis_tests", hypotheses.astype(object).where(hypotheses.notna(), None))
         cur.execute("delete from ml.insider_rules where as_of_date = %s", (as_of,))
         if not rules.empty:
             _copy_rows(cur, "ml.insider_rules", rules)

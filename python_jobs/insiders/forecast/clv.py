@@ -14,7 +14,9 @@ Per customer, in one time unit chosen by the caller (days, weeks...):
 Both fits maximise the log-likelihood over log-parameters with L-BFGS-B and analytic gradients, on internally
 rescaled data (mean age 1, mean spend 1), then polish with Newton steps on a finite-difference Hessian of the
 analytic gradient. Parameters are returned in the caller's units: alpha scales with the time unit and v with the
-money unit; r, a, b, p and q are unit-free.
+money unit; r, a, b, p and q are unit-free. On some data (the UCI Online Retail file at every month end of 2011 but
+the last) the BG/NBD likelihood rises all the way to a mean drop-out probability of 0: fit_bgnbd then returns that
+boundary, the NBD model, as a = 0 and b = inf, after checking that it is the maximum.
 """
 
 from __future__ import annotations
@@ -168,6 +170,16 @@ def _hessian(objective: Objective, theta: FloatArray) -> FloatArray:
     return (hessian + hessian.T) / 2
 
 
+def _positive_definite(matrix: FloatArray) -> bool:
+    if not np.all(np.isfinite(matrix)):
+        return False
+    try:
+        linalg.cho_factor(matrix)
+    except linalg.LinAlgError:
+        return False
+    return True
+
+
 def _newton_polish(objective: Objective, theta: FloatArray) -> tuple[FloatArray, int]:
     """Newton steps with backtracking; stops when the Hessian is not positive definite or no step improves."""
     value, gradient = objective(theta)
@@ -175,11 +187,10 @@ def _newton_polish(objective: Objective, theta: FloatArray) -> tuple[FloatArray,
     for _ in range(_NEWTON_STEPS):
         if np.max(np.abs(gradient)) < 1e-12:
             break
-        try:
-            factor = linalg.cho_factor(_hessian(objective, theta))
-        except linalg.LinAlgError:
+        hessian = _hessian(objective, theta)
+        if not _positive_definite(hessian):
             break
-        direction = -linalg.cho_solve(factor, gradient)
+        direction = -linalg.cho_solve(linalg.cho_factor(hessian), gradient)
         slope = float(gradient @ direction)
         length = 1.0
         while length > 1e-6:
@@ -220,11 +231,7 @@ def _maximise(objective: Objective, start: FloatArray, names: tuple[str, ...]) -
     value, gradient = objective(theta)
     largest_gradient = float(np.max(np.abs(gradient)))
     at_bound = [name for name, t in zip(names, theta, strict=True) if abs(t) >= _LOG_BOUND - _BOUND_MARGIN]
-    try:
-        linalg.cho_factor(_hessian(objective, theta))
-        curved = True
-    except linalg.LinAlgError:
-        curved = False
+    curved = _positive_definite(_hessian(objective, theta))
     problems = []
     if not (result.success or largest_gradient < _POLISHED_GRADIENT):
         problems.append(f"optimizer failed: {result.message}")

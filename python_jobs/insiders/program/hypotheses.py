@@ -1,0 +1,129 @@
+"""The seeds' hypotheses about the Insiders, measured honestly: the Insiders against the other customers (never
+against a base that contains them), every value with a 95% bootstrap interval (customers resampled), and a
+one-sided permutation p-value (Insider labels shuffled) wherever a difference with the others is claimed.
+
+A hypothesis holds when the whole interval of the Insiders' value lies on the claimed side of a stated threshold,
+or, for a difference with the other customers, when the difference has the claimed sign and p < 0.05.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .evaluate import INTERVAL
+
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class HypothesisThresholds:
+    min_insider_revenue_share: float = 0.10
+    min_insider_item_share: float = 0.10
+    min_median_revenue_uplift: float = 0.10
+    min_top_quartile_share: float = 0.50
+
+
+def _share(values: np.ndarray) -> Callable[[np.ndarray, np.ndarray], float]:
+    return lambda rows, insider: values[rows][insider[rows]].sum() / max(values[rows].sum(), 1e-12)
+
+
+def _ratio(numerator: np.ndarray, denominator: np.ndarray, group: bool) -> Callable[[np.ndarray, np.ndarray], float]:
+    def ratio(rows: np.ndarray, insider: np.ndarray) -> float:
+        members = rows[insider[rows] == group]
+        return numerator[members].sum() / max(denominator[members].sum(), 1e-12)
+    return ratio
+
+
+def _median_uplift(values: np.ndarray) -> Callable[[np.ndarray, np.ndarray], float]:
+    def uplift(rows: np.ndarray, insider: np.ndarray) -> float:
+        others = np.median(values[rows][~insider[rows]]) if (~insider[rows]).any() else np.nan
+        return np.median(values[rows][insider[rows]]) / max(others, 1e-12) - 1
+    return uplift
+
+
+def _top_quartile_share(values: np.ndarray) -> Callable[[np.ndarray, np.ndarray], float]:
+    def share(rows: np.ndarray, insider: np.ndarray) -> float:
+        spend = np.sort(values[rows][insider[rows]])[::-1]
+        return spend[: max(1, len(spend) // 4)].sum() / max(spend.sum(), 1e-12)
+    return share
+
+
+def _interval(statistic, insider: np.ndarray, resamples: list[np.ndarray]) -> tuple[float, float]:
+    values = np.array([statistic(rows, insider) for rows in resamples])
+    low, high = np.nanpercentile(values, INTERVAL)
+    return float(low), float(high)
+
+
+def _permutation_p(difference, insider: np.ndarray, rng: np.random.Generator, permutations: int) -> float:
+    """One-sided: how often shuffled labels give a difference at least as large as the observed one."""
+    rows = np.arange(len(insider))
+    observed = difference(rows, insider)
+    shuffled = np.array([difference(rows, rng.permutation(insider)) for _ in range(permutations)])
+    return float((1 + np.sum(shuffled >= observed)) / (permutations + 1))
+
+
+def measure_hypotheses(features: pd.DataFrame, is_insider: np.ndarray, thresholds: HypothesisThresholds | None = None,
+                    *, resamples: int = 1000, seed: int = 42) -> pd.DataFrame:
+    """One row per hypothesis (rpt_hypotheses' columns, without the date and run)."""
+    t = thresholds or HypothesisThresholds()
+    insider = np.asarray(is_insider, dtype=bool)
+    revenue = features["gross_revenue"].to_numpy(dtype=float)
+    items = features["n_items"].to_numpy(dtype=float)
+    returned = features["n_returned_items"].to_numpy(dtype=float)
+    invoices = features["n_invoices"].to_numpy(dtype=float)
+    rng = np.random.default_rng(seed)
+    samples = [rng.integers(0, len(insider), len(insider)) for _ in range(resamples)]
+    permutations = resamples
+    everyone = np.arange(len(insider))
+    rows = []
+
+    def threshold_claim(hid: str, statement: str, unit: str, statistic, threshold: float, comparison: str):
+        value = statistic(everyone, insider)
+        low, high = _interval(statistic, insider, samples)
+        holds = low >= threshold if comparison == ">=" else low > threshold
+        rows.append({"hypothesis_id": hid, "statement": statement, "unit": unit, "insiders_value": value,
+                     "insiders_value_low": low, "insiders_value_high": high, "compared_with": threshold,
+                     "compared_with_low": None, "compared_with_high": None, "comparison": comparison,
+                     "p_value": None, "holds": bool(holds)})
+
+    def difference_claim(hid: str, statement: str, unit: str, numerator: np.ndarray, denominator: np.ndarray,
+                         comparison: str):
+        mine, theirs = _ratio(numerator, denominator, True), _ratio(numerator, denominator, False)
+        sign = 1 if comparison == ">" else -1
+
+        def difference(r: np.ndarray, labels: np.ndarray) -> float:
+            return sign * (mine(r, labels) - theirs(r, labels))
+
+        value, other = mine(everyone, insider), theirs(everyone, insider)
+        p_value = _permutation_p(difference, insider, rng, permutations)
+        rows.append({"hypothesis_id": hid, "statement": statement, "unit": unit, "insiders_value": value,
+                     **dict(zip(("insiders_value_low", "insiders_value_high"), _interval(mine, insider, samples),
+                                strict=True)),
+                     "compared_with": other,
+                     **dict(zip(("compared_with_low", "compared_with_high"), _interval(theirs, insider, samples),
+                                strict=True)),
+                     "comparison": comparison, "p_value": p_value,
+                     "holds": bool(sign * (value - other) > 0 and p_value < ALPHA)})
+
+    threshold_claim("H1", f"The Insiders bring more than {t.min_insider_revenue_share:.0%} of gross revenue.",
+                    "share of gross revenue", _share(revenue), t.min_insider_revenue_share, ">")
+    threshold_claim("H2", f"The Insiders buy more than {t.min_insider_item_share:.0%} of the units sold.",
+                    "share of units bought", _share(items), t.min_insider_item_share, ">")
+    difference_claim("H3", "The Insiders return a smaller share of the units they buy than the other customers.",
+                     "units returned per unit bought", returned, items, "<")
+    uplift = _median_uplift(revenue)
+    threshold_claim("H4", f"The Insiders' median gross revenue is at least {t.min_median_revenue_uplift:.0%} above "
+                    "the other customers' median.", "relative uplift of the median", uplift,
+                    t.min_median_revenue_uplift, ">=")
+    rows[-1]["p_value"] = _permutation_p(uplift, insider, rng, permutations)
+    rows[-1]["holds"] = bool(rows[-1]["holds"] and rows[-1]["p_value"] < ALPHA)
+    difference_claim("H5", "The Insiders' average ticket is higher than the other customers'.",
+                     "gross revenue per invoice", revenue, invoices, ">")
+    threshold_claim("H6", f"The top quarter of the Insiders brings more than {t.min_top_quartile_share:.0%} of the "
+                    "Insiders' revenue.", "share of the Insiders' gross revenue", _top_quartile_share(revenue),
+                    t.min_top_quartile_share, ">")
+    return pd.DataFrame(rows)
