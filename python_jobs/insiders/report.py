@@ -28,6 +28,8 @@ class ReportData:
     hypotheses: pd.DataFrame
     rules: pd.DataFrame
     quality: pd.DataFrame
+    choice: pd.DataFrame  # rpt_insider_choice at the as-of date
+    backtests: pd.DataFrame  # rpt_backtests, every cutoff
 
 
 def _frame(conn: psycopg.Connection, query: str, params: tuple = ()) -> pd.DataFrame:
@@ -54,12 +56,15 @@ def read_report_data(conn: psycopg.Connection, as_of: date | None = None) -> Rep
                    coalesce(sum(n_customers) filter (where is_leaving_insiders), 0) as left_insiders
             from marts.fct_segment_transitions where to_as_of_date <= %s
             group by to_as_of_date order by to_as_of_date""", (as_of,)),
-        hypotheses=_frame(conn, "select hypothesis_id, statement, measured_value, compared_with, unit, holds"
-                                " from marts.rpt_hypotheses where as_of_date = %s order by hypothesis_id", (as_of,)),
+        hypotheses=_frame(conn, "select * from marts.rpt_hypotheses where as_of_date = %s order by hypothesis_id",
+                          (as_of,)),
         rules=_frame(conn, "select rule_number, sentence from marts.rpt_insider_rules where as_of_date = %s"
                            " order by rule_number", (as_of,)),
         quality=_frame(conn, "select rule, sum(n_lines) as n_lines, sum(line_revenue) as line_revenue"
                              " from marts.rpt_data_quality group by rule, rule_order order by rule_order"),
+        choice=_frame(conn, "select * from marts.rpt_insider_choice where as_of_date = %s"
+                            " order by mean_future_revenue_share desc", (as_of,)),
+        backtests=_frame(conn, "select * from marts.rpt_backtests order by cutoff_date, horizon_days, rule_rank"),
     )
 
 
@@ -215,7 +220,10 @@ td {{ text-align: right; }} td:first-child {{ text-align: left; }} th {{ backgro
 <h2>Segment profiles</h2>{profiles}
 <h2>Month by month</h2>{history}{insider_share}
 <h2>In and out of the Insiders</h2>{moves}
-<h2>Hypotheses</h2>{hypotheses}
+<h2>How the Insiders are chosen</h2>{choice}
+<h2>Did it work? Backtests</h2>{backtests}
+<h2>Hypotheses</h2><p class="note">The Insiders against the other customers, with 95% bootstrap intervals; p is a
+one-sided permutation p-value where a difference is claimed.</p>{hypotheses}
 <h2>What it takes to be an Insider</h2>{rules}
 <h2>Data quality</h2>{quality}
 <script>
@@ -234,12 +242,14 @@ def render(data: ReportData) -> str:
     colors = _colors(summary)
     names = {int(r.segment_id): r.segment_name for r in current.itertuples()}
     insiders = current[current["is_insider"]].iloc[0]
+    segments = current[~current["is_insider"]]
     cards = [
-        ("customers", f"{int(current['n_customers'].sum()):,}"),
-        ("gross revenue", f"£{float(current['gross_revenue'].sum()):,.0f}"),
+        ("customers", f"{int(segments['n_customers'].sum()):,}"),
+        ("gross revenue", f"£{float(segments['gross_revenue'].sum()):,.0f}"),
         ("Insiders", f"{int(insiders.n_customers):,} ({float(insiders.customer_share):.1%})"),
         ("Insiders' revenue share", f"{float(insiders.gross_revenue_share):.1%}"),
-        ("segments", str(len(current))),
+        ("Insiders' expected revenue, next 90 days", f"£{float(insiders.expected_revenue_90d or 0):,.0f}"),
+        ("segments", str(len(segments))),
     ]
     dates = sorted(summary["as_of_date"].unique())
     sizes = summary.pivot_table(index="as_of_date", columns="segment_id", values="n_customers").reindex(dates)
@@ -251,10 +261,14 @@ def render(data: ReportData) -> str:
     insider_share = line_chart({"Insiders' revenue share": [float(v) for v in share]}, dates,
                                {"Insiders' revenue share": colors[int(insiders.segment_id)]}, True,
                                "Insiders' share of revenue by month")
-    hypotheses = _table(["", "hypothesis", "measured", "compared with", "holds"], [
-        [_esc(r.hypothesis_id), _esc(r.statement), f"{float(r.measured_value):,.3f}",
-         f"{float(r.compared_with):,.3f} <span class='note'>({_esc(r.unit)})</span>",
-         "<span class='yes'>true</span>" if r.holds else "<span class='no'>false</span>"]
+    hypotheses = _table(["", "hypothesis", "Insiders (95% CI)", "compared with (95% CI)", "p", "holds"], [
+        [_esc(r.hypothesis_id), _esc(r.statement),
+         f"{_number(r.insiders_value)} [{_number(r.insiders_value_low)}, {_number(r.insiders_value_high)}]",
+         f"{_number(r.compared_with)}" + (f" [{_number(r.compared_with_low)}, {_number(r.compared_with_high)}]"
+                                          if r.compared_with_low is not None else " (threshold)")
+         + f" <span class='note'>({_esc(r.unit)})</span>",
+         "" if r.p_value is None else f"{float(r.p_value):.3f}",
+         "<span class='yes'>holds</span>" if r.holds else "<span class='no'>not shown</span>"]
         for r in data.hypotheses.itertuples()], "hypotheses")
     rules = "<ol>" + "".join(f"<li>{_esc(r.sentence)}</li>" for r in data.rules.itertuples()) + "</ol>"
     quality = _table(["rule", "lines", "revenue"], [
@@ -264,7 +278,44 @@ def render(data: ReportData) -> str:
         bars=share_bars(current, colors), map=customer_map(data.customers, colors, names),
         profiles=profiles_table(current), history=history, insider_share=insider_share,
         moves=moves_chart(data.transitions), hypotheses=hypotheses, rules=rules, quality=quality,
+        choice=choice_section(data.choice), backtests=backtests_section(data.backtests),
     )
+
+
+def _number(value: object) -> str:
+    return "n/a" if value is None else f"{float(value):,.3f}"
+
+
+def choice_section(choice: pd.DataFrame) -> str:
+    if choice.empty:
+        return ("<p class='note'>Too little history for a backtest that ends by this date: the Insiders are the top "
+                "customers by past revenue, the strongest simple rule.</p>")
+    rows = [[_esc(r.candidate) + (" <b>(used)</b>" if r.is_chosen else ""), f"{float(r.mean_future_revenue_share):.1%}",
+             f"{float(r.min_future_revenue_share):.1%} to {float(r.max_future_revenue_share):.1%}",
+             str(r.n_inner_cutoffs)] for r in choice.itertuples()]
+    return (f"<p>{_esc(choice['choice_reason'].iloc[0])}</p>"
+            + _table(["definition", "share of the next 90 days' revenue (mean)", "range", "inner backtests"], rows))
+
+
+def backtests_section(backtests: pd.DataFrame) -> str:
+    if backtests.empty:
+        return ("<p class='note'>No backtest yet: <code>insiders backtest --cutoff DATE --horizon 90</code> rebuilds "
+                "everything at a past date and measures the Insiders against simple rules on what followed.</p>")
+    parts = []
+    for (cutoff, horizon), rows in backtests.groupby(["cutoff_date", "horizon_days"], sort=True):
+        first = rows.iloc[0]
+        parts.append(f"<h3>Cutoff {cutoff}, next {horizon} days — Insiders chosen by "
+                     f"{_esc(first.insider_definition)}; forecast {float(first.forecast_predicted_revenue):,.0f} "
+                     f"against {float(first.forecast_actual_revenue):,.0f} actual "
+                     f"({float(first.forecast_revenue_error_share):+.1%})</h3>")
+        parts.append(_table(["rule", "customers", "share of future revenue (95% CI)", "lift",
+                             "Insiders minus rule, points (95% CI)"], [
+            [_esc(r.rule), f"{int(r.n_customers):,}",
+             f"{float(r.future_revenue_share):.1%} [{float(r.future_revenue_share_low):.1%}, "
+             f"{float(r.future_revenue_share_high):.1%}]", f"{float(r.lift):.2f}",
+             f"{100 * float(r.share_difference_vs_insiders):+.1f} [{100 * float(r.share_difference_low):+.1f}, "
+             f"{100 * float(r.share_difference_high):+.1f}]"] for r in rows.itertuples()]))
+    return "".join(parts)
 
 
 def write_report(conn: psycopg.Connection, out: Path, as_of: date | None = None) -> Path:

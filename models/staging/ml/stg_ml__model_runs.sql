@@ -17,7 +17,9 @@ renamed as (
         n_customers,
         data_cutoff_date,
         refit_reason,
-        insider_definition
+        insider_definition,
+        program as insider_choice,
+        limits
     from source_runs
 
 )

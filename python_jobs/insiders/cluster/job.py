@@ -6,7 +6,7 @@ import logging
 import platform
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import version
 
 import numpy as np
@@ -14,11 +14,12 @@ import pandas as pd
 import psycopg
 from sklearn.decomposition import PCA
 
-from ..forecast.job import Forecast, forecast_customers
+from ..forecast.job import Forecast, forecast_customers, revenue_calibration
 from ..program import rankings
-from ..program.choice import FALLBACK, candidate_scores, choose_definition
+from ..program.choice import FALLBACK, candidate_scores, choose_definition, training_cutoff
 from ..program.config import ProgramConfig
 from ..program.hypotheses import measure_hypotheses
+from ..program.outcomes import future_revenue
 from ..progress import StageTimer
 from ..settings import Paths
 from . import store
@@ -136,6 +137,21 @@ def tsne_map(model: SegmentModel, features: pd.DataFrame, seed: int) -> np.ndarr
     return TSNE(n_components=2, init="pca", random_state=seed).fit_transform(scaled)
 
 
+def calibrated_forecast(conn: psycopg.Connection, as_of: date, features: pd.DataFrame, data_start: date,
+                        program: ProgramConfig) -> Forecast:
+    """The spend forecast at `as_of`, its revenue scaled by how the same models did on the window ending at
+    `as_of` (forecast from its start, judged on its lines): both use data up to `as_of` only."""
+    forecast = forecast_customers(features, tuple(sorted({90, 365, program.horizon_days})))
+    start = training_cutoff(as_of, data_start, program)
+    if start is None:
+        return forecast.calibrated(1.0, f"no calibration: less than {program.min_history_days} days of data before "
+                                        f"{as_of - timedelta(days=program.horizon_days)}")
+    window = future_revenue(conn, start, program.horizon_days)["gross_revenue"]
+    factor = revenue_calibration(store.read_features(conn, start), window, program.horizon_days)
+    log.info("spend forecast calibrated by %.3f (actual / forecast revenue of %s to %s)", factor, start, as_of)
+    return forecast.calibrated(factor, f"actual / forecast revenue of the {program.horizon_days} days ending {as_of}")
+
+
 def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None = None, refit: bool = False,
                    config: ClusterConfig | None = None, program: ProgramConfig | None = None) -> ClusterResult:
     """Label the customers of one as-of date: segments (with the model in force at that date, or a new fit under
@@ -179,11 +195,10 @@ def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None
         assignment = model.assign(features)
         if requested.map_embedding == "tsne":  # the map is a picture: it follows the request, not the model
             assignment.map_xy = tsne_map(model, features, config.seed)
+    data_start = date.fromisoformat(str(features["first_purchase_date"].min())[:10])
     with timer.stage("forecast spend"):
-        forecast = forecast_customers(features, tuple(sorted({90, 365, program.horizon_days})))
+        forecast = calibrated_forecast(conn, as_of, features, data_start, program)
     with timer.stage("choose the Insiders"):
-        data_start = features["first_purchase_date"].min()
-        data_start = date.fromisoformat(str(data_start)[:10])
         choice = choose_definition(conn, as_of, data_start, program, config)
         scores = candidate_scores(conn, as_of, features, data_start, program, forecast=forecast,
                                   segment_id=assignment.segment_id)

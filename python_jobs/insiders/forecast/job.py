@@ -29,6 +29,23 @@ class Forecast:
     def expected_revenue(self, horizon_days: int) -> np.ndarray:
         return self.customers[f"expected_revenue_{horizon_days}d"].to_numpy(dtype=float)
 
+    def calibrated(self, factor: float, note: str) -> Forecast:
+        """The same forecast with every expected revenue multiplied by `factor` (purchase counts unchanged)."""
+        customers = self.customers.copy()
+        for column in [c for c in customers if c.startswith("expected_revenue_")]:
+            customers[column] = customers[column] * factor
+        return Forecast(customers, {**self.estimates, "revenue_calibration": {"factor": factor, "note": note}})
+
+
+def revenue_calibration(earlier: pd.DataFrame, actual_gross: pd.Series, horizon_days: int) -> float:
+    """Actual / forecast revenue of the window that ends at the as-of date, forecast from its start: the models
+    assume spend and purchase rates that do not change, and this factor carries the recent level (a growing
+    shop, bigger baskets) into the next horizon. `earlier` is the mart at the window's start, `actual_gross` the
+    gross purchases in the window by customer id."""
+    predicted = forecast_customers(earlier, (horizon_days,)).expected_revenue(horizon_days)
+    actual = earlier["customer_id"].map(actual_gross).fillna(0.0).to_numpy(dtype=float)
+    return float(actual.sum() / predicted.sum()) if predicted.sum() > 0 else 1.0
+
 
 def forecast_customers(features: pd.DataFrame, horizons_days: tuple[int, ...] = HORIZONS_DAYS) -> Forecast:
     """The forecast for every customer of `features` (one as-of date of the mart)."""

@@ -4,7 +4,8 @@ the as-of date, measured at the program's size.
 Inner cutoffs lie `horizon_days` or more before the as-of date, so every horizon they are judged on ends by it:
 the choice at date D uses lines up to D only. The strongest simple rule (top past revenue, RFM score) is the
 default; a challenger replaces it only when it captured at least `min_share_gain` more on average and more at
-every inner cutoff. With no inner cutoff (too little history) the run uses top past revenue and says so.
+every inner cutoff, over at least `min_backtests_to_switch` inner cutoffs. With no inner cutoff (too little
+history) the run uses top past revenue and says so.
 """
 
 from __future__ import annotations
@@ -139,8 +140,13 @@ def choose_definition(conn: psycopg.Connection, as_of: date, data_start: date, c
     wins = int((complete[best] > complete[baseline]).sum())
     summary = (f"{best} captured {means[best]:.1%} of the horizons' revenue on average against {means[baseline]:.1%} "
                f"for {baseline} ({gain * 100:+.1f} points, more at {wins} of {len(cutoffs)} inner cutoffs)")
-    if gain >= config.min_share_gain and wins == len(cutoffs):
+    enough = len(cutoffs) >= config.min_backtests_to_switch
+    if gain >= config.min_share_gain and wins == len(cutoffs) and enough:
         return ProgramChoice(best, summary, cutoffs, evidence)
-    reason = (f"no challenger beat {baseline} by {config.min_share_gain:.1%} on average and at every inner "
-              f"cutoff: {summary}")
+    if not enough:
+        reason = (f"{len(cutoffs)} inner backtests are too few to replace {baseline} (at least "
+                  f"{config.min_backtests_to_switch}): {summary}")
+    else:
+        reason = (f"no challenger beat {baseline} by {config.min_share_gain:.1%} on average and at every inner "
+                  f"cutoff: {summary}")
     return ProgramChoice(baseline, reason, cutoffs, evidence)
