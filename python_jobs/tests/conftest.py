@@ -15,11 +15,14 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from insiders.dbt_runner import run_dbt
 from insiders.demo_data import generate
 from insiders.embedded import EmbeddedServer
 from insiders.load import load_file
+from insiders.program.config import ProgramConfig
 from insiders.settings import Paths, Target
+from insiders.stages import build_features
+
+from .support import LABELLED_DATES
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 REAL_DATA = PROJECT_DIR.parent / "shared" / "data" / "online_retail.parquet"
@@ -78,6 +81,7 @@ def conn(target: Target) -> Iterator[psycopg.Connection]:
 
 @pytest.fixture(scope="session")
 def real_data() -> Path:
+    """The real UCI file; tests that use it are slow (marked so by pytest_collection_modifyitems)."""
     if not REAL_DATA.exists():
         message = f"the real UCI file is not at {REAL_DATA} (it ships in ../shared/data, never in the repo)"
         if REQUIRE_REAL_DATA:
@@ -87,11 +91,12 @@ def real_data() -> Path:
 
 
 def _build_mart(new_database: Callable[..., Target], paths: Paths, files: list[Path]) -> Target:
+    """Loaded and built up to the feature mart, at the tests' as-of dates and every cutoff their labels read."""
     target = new_database()
     with psycopg.connect(target.url) as conn:
         for path in files:
             load_file(conn, path)
-    run_dbt(paths, target, ["build", "--exclude", "source:ml+"], quiet=True)
+    build_features(paths, target, LABELLED_DATES, ProgramConfig())
     return target
 
 
@@ -131,3 +136,11 @@ def use_target(monkeypatch: pytest.MonkeyPatch, target: Target, test_paths: Path
     monkeypatch.setenv("INSIDERS_DSN", target.url)
     monkeypatch.setenv("INSIDERS_STATE_DIR", str(test_paths.state_dir))
     return target
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that reads the real file, directly or through a fixture, is slow: `pytest -m "not slow"` runs the
+    fast ones alone."""
+    for item in items:
+        if {"real_data", "real_template", "real_mart", "backfilled"} & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

@@ -8,7 +8,7 @@ import pandas as pd
 from insiders.cluster.candidates import Candidate
 from insiders.cluster.config import ClusterConfig
 from insiders.cluster.identity import match_segments
-from insiders.cluster.naming import choose_insiders, name_segments, profile_segments
+from insiders.cluster.naming import TOP_SEGMENT, name_segments, profile_segments, top_segment
 from insiders.cluster.rules import insider_rules
 from insiders.cluster.select import select
 
@@ -39,42 +39,46 @@ def _customers() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def test_insiders_and_names_follow_the_documented_rules():
+def test_names_follow_the_documented_rules():
     customers = _customers()
     profiles = profile_segments(customers, customers["label"].to_numpy())
-    insider = choose_insiders(profiles, ClusterConfig())
-    assert insider == 0
-    names = name_segments(profiles, insider, customers)
-    assert names == {0: "Insiders", 1: "Loyal regulars", 2: "One-off buyers", 3: "Hibernating",
-                     4: "Big returners"}
+    assert top_segment(profiles) == 0
+    assert name_segments(profiles, customers) == {0: TOP_SEGMENT, 1: "Loyal regulars", 2: "One-off buyers",
+                                                  3: "Hibernating", 4: "Big returners"}
 
 
-def test_an_oversized_top_segment_is_not_the_insiders_when_a_sensible_one_exists():
+def test_segments_of_the_same_rule_get_distinct_names_that_say_what_differs():
     customers = _customers()
-    customers.loc[customers["label"] == 1, "gross_revenue"] = 50_000  # 36% of customers, best per customer
+    lapsed_big = customers["label"] == 3
+    customers.loc[lapsed_big.to_numpy().nonzero()[0][:10], "label"] = 5
+    customers.loc[customers["label"] == 5, "gross_revenue"] = 5_000  # hibernating, but ten times the spend
     profiles = profile_segments(customers, customers["label"].to_numpy())
-    assert choose_insiders(profiles, ClusterConfig()) == 0
+    names = name_segments(profiles, customers)
+    assert names[5] == "Hibernating, higher spend" and names[3] == "Hibernating, lower spend"
+    assert len(set(names.values())) == len(names)
 
 
-def _candidate(k, ch, stability=0.9, smallest=0.05, top=0.1) -> Candidate:
-    return Candidate("scaled", "kmeans", k, n_clusters=k, smallest_share=smallest, top_segment_share=top,
-                     silhouette=0.3, calinski_harabasz=ch, stability=stability)
+def _candidate(k, ch, stability=0.9, smallest=0.05) -> Candidate:
+    return Candidate("scaled", "kmeans", k, n_clusters=k, smallest_share=smallest, silhouette=0.3,
+                     calinski_harabasz=ch, stability=stability)
 
 
-def test_selection_takes_the_best_eligible_calinski_harabasz_and_records_why_others_lost():
+def test_selection_takes_the_best_eligible_calinski_harabasz_and_records_the_binding_limit():
     candidates = [_candidate(2, 9_000), _candidate(4, 2_000), _candidate(5, 2_500, stability=0.5),
-                  _candidate(6, 2_400, top=0.3), _candidate(7, 2_300, smallest=0.001), _candidate(8, 2_100)]
-    best, relaxed = select(candidates, ClusterConfig())
-    assert (best.k, relaxed) == (8, False)
+                  _candidate(7, 2_300, smallest=0.001), _candidate(8, 2_100)]
+    selection = select(candidates, ClusterConfig())
+    assert (selection.best.k, selection.relaxed) == (8, [])
+    assert selection.binding == ["segments"]  # k=2 scored best and only the 4-8 segments limit stopped it
     reasons = {c.k: c.rejection for c in candidates}
-    assert "outside 4-8" in reasons[2] and "stability" in reasons[5] and "top-revenue" in reasons[6]
-    assert "smallest segment" in reasons[7] and reasons[8] == "" and reasons[4] == ""
+    assert "outside 4-8" in reasons[2] and "stability" in reasons[5] and "smallest segment" in reasons[7]
+    assert reasons[8] == "" and reasons[4] == ""
 
 
-def test_selection_drops_the_stability_bar_only_when_nothing_passes_it():
-    best, relaxed = select([_candidate(4, 2_000, stability=0.2), _candidate(5, 2_500, stability=0.3)],
-                           ClusterConfig())
-    assert (best.k, relaxed) == (5, True)
+def test_selection_relaxes_limits_in_order_and_never_stops_the_run():
+    unstable = select([_candidate(4, 2_000, stability=0.2), _candidate(5, 2_500, stability=0.3)], ClusterConfig())
+    assert (unstable.best.k, unstable.relaxed) == (5, ["stability"])
+    too_few = select([_candidate(2, 3_000), _candidate(3, 2_000, smallest=0.001)], ClusterConfig())
+    assert too_few.best.k == 2 and too_few.relaxed == ["segments", "noise", "min_segment_share", "stability"]
 
 
 def test_insider_rules_read_as_thresholds_on_mart_columns():

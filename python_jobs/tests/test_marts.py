@@ -70,12 +70,13 @@ def test_transitions_balance(backfilled):
     assert {change for change, _ in changes} <= {"entered", "left"}
 
 
-def test_hypotheses_each_have_a_figure(backfilled):
-    rows = query(backfilled, "select hypothesis_id, measured_value, compared_with, holds from marts.rpt_hypotheses"
-                             " where as_of_date = '2011-12-09' order by 1")
+def test_hypotheses_each_have_a_figure_with_its_interval(backfilled):
+    rows = query(backfilled, "select hypothesis_id, insiders_value, insiders_value_low, insiders_value_high,"
+                             " compared_with, holds from marts.rpt_hypotheses where as_of_date = '2011-12-09'"
+                             " order by 1")
     assert [r[0] for r in rows] == ["H1", "H2", "H3", "H4", "H5", "H6"]
-    assert all(r[1] is not None and r[2] is not None and r[3] is not None for r in rows)
-    assert rows[0][3] is True  # the Insiders bring well over 10% of revenue
+    assert all(None not in r and r[2] <= r[1] <= r[3] for r in rows)
+    assert rows[0][5] is True  # the Insiders bring well over 10% of revenue
 
 
 def test_membership_history_has_validity_dates_and_reruns_add_no_duplicates(backfilled, test_paths):

@@ -1,4 +1,4 @@
-{#- One row per customer and invoice of the kept lines, split into purchased and returned amounts. -#}
+{#- One row per customer, invoice and invoice date of the kept lines, split into purchased and returned amounts. -#}
 with kept_lines as (
 
     select * from {{ ref('int_invoice_lines__cleaned') }}
@@ -10,7 +10,7 @@ per_invoice as (
     select
         customer_id,
         invoice_no,
-        min(invoice_date) as invoice_date,
+        invoice_date,
         min(country) as country,
         sum(case when not is_return then line_revenue else 0 end) as purchase_revenue,
         sum(case when is_return then -line_revenue else 0 end) as returned_value,
@@ -21,7 +21,8 @@ per_invoice as (
         bool_or(not is_return) as has_purchase,
         bool_or(is_return) as has_return
     from kept_lines
-    group by customer_id, invoice_no
+    -- an invoice's lines on another day count on that day: nothing dated later is pulled back to its first day
+    group by customer_id, invoice_no, invoice_date
 
 )
 

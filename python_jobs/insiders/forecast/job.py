@@ -72,6 +72,8 @@ def forecast_customers(features: pd.DataFrame, horizons_days: tuple[int, ...] = 
                         "converged": spend.converged},
         "n_customers": len(features), "n_repeat_customers": int(repeaters.sum()),
     }
-    if not (purchases.converged and spend.converged):
-        log.warning("the spend forecast's fit did not converge: %s", estimates)
+    for name, fit in (("BG/NBD", purchases), ("Gamma-Gamma", spend)):
+        if not fit.converged:
+            log.warning("the %s fit of the spend forecast did not converge (%s); its estimates are in ml.model_runs",
+                        name, fit.message)
     return Forecast(customers, estimates)

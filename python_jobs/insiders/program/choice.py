@@ -126,27 +126,31 @@ def choose_definition(conn: psycopg.Connection, as_of: date, data_start: date, c
         return ProgramChoice(FALLBACK, reason, [])
     evidence = pd.concat([measure_inner_cutoff(conn, c, data_start, config, cluster_config) for c in cutoffs],
                          ignore_index=True)
+    definition, reason = decide(evidence, config)
+    return ProgramChoice(definition, reason, cutoffs, evidence)
+
+
+def decide(evidence: pd.DataFrame, config: ProgramConfig) -> tuple[str, str]:
+    """The definition and the reason, from each candidate's share of future revenue at each inner cutoff."""
     table = evidence.pivot(index="cutoff_date", columns="candidate", values="future_revenue_share")
+    n_cutoffs = len(table)
     complete = table.dropna(axis=1)  # a candidate is judged only where it could be computed at every cutoff
-    means = complete.mean().sort_values(ascending=False)
+    means = complete.mean().sort_values(ascending=False, kind="stable")
     simple = [name for name in means.index if name in SIMPLE_RULES]
     baseline = simple[0] if simple else FALLBACK
     challengers = [name for name in means.index if name not in SIMPLE_RULES]
     if not challengers or baseline not in complete:
-        return ProgramChoice(baseline, f"only simple rules could be measured; {baseline} did best", cutoffs,
-                             evidence)
+        return baseline, f"only simple rules could be measured; {baseline} did best"
     best = challengers[0]
     gain = float(means[best] - means[baseline])
     wins = int((complete[best] > complete[baseline]).sum())
     summary = (f"{best} captured {means[best]:.1%} of the horizons' revenue on average against {means[baseline]:.1%} "
-               f"for {baseline} ({gain * 100:+.1f} points, more at {wins} of {len(cutoffs)} inner cutoffs)")
-    enough = len(cutoffs) >= config.min_backtests_to_switch
-    if gain >= config.min_share_gain and wins == len(cutoffs) and enough:
-        return ProgramChoice(best, summary, cutoffs, evidence)
+               f"for {baseline} ({gain * 100:+.1f} points, more at {wins} of {n_cutoffs} inner cutoffs)")
+    enough = n_cutoffs >= config.min_backtests_to_switch
+    if gain >= config.min_share_gain and wins == n_cutoffs and enough:
+        return best, summary
     if not enough:
-        reason = (f"{len(cutoffs)} inner backtests are too few to replace {baseline} (at least "
-                  f"{config.min_backtests_to_switch}): {summary}")
-    else:
-        reason = (f"no challenger beat {baseline} by {config.min_share_gain:.1%} on average and at every inner "
-                  f"cutoff: {summary}")
-    return ProgramChoice(baseline, reason, cutoffs, evidence)
+        return baseline, (f"{n_cutoffs} inner backtests are too few to replace {baseline} (at least "
+                          f"{config.min_backtests_to_switch}): {summary}")
+    return baseline, (f"no challenger beat {baseline} by {config.min_share_gain:.1%} on average and at every inner "
+                      f"cutoff: {summary}")

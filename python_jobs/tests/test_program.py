@@ -1,0 +1,117 @@
+"""The Insiders program's pure parts: rankings, out-of-time measurement, the choice rule, the hypotheses."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from insiders.program import rankings
+from insiders.program.choice import decide, inner_cutoffs, required_dates, training_cutoff
+from insiders.program.config import ProgramConfig
+from insiders.program.evaluate import measure_groups
+from insiders.program.hypotheses import measure_hypotheses
+
+
+def test_top_n_breaks_ties_by_gross_revenue_then_customer_id():
+    score = np.array([1.0, 2.0, 2.0, 2.0])
+    gross = np.array([9.0, 5.0, 7.0, 7.0])
+    ids = np.array([1, 2, 4, 3])
+    assert rankings.top_n(score, gross, ids, 2).tolist() == [False, False, True, True]
+    assert rankings.ranks(score, gross, ids).tolist() == [4, 3, 2, 1]
+
+
+def test_rfm_score_sums_three_quintile_scores_with_recent_buyers_scoring_high():
+    features = pd.DataFrame({"recency_days": [1, 400, 50, 20, 10], "n_purchase_days": [9, 1, 2, 3, 4],
+                             "gross_revenue": [900, 10, 20, 30, 40]})
+    assert rankings.rfm_score(features).tolist() == [15, 3, 6, 9, 12]
+
+
+def test_shares_lift_precision_and_paired_differences():
+    future = np.array([50.0, 30.0, 10.0, 5.0, 5.0, 0.0, 0.0, 0.0, -4.0, 0.0])
+    best = np.arange(10) < 2
+    worst = np.arange(10) >= 8
+    rows = measure_groups(future, {"insiders": best, "worst": worst}, reference="insiders", resamples=200).set_index(
+        "rule")
+    assert rows.loc["insiders", "future_revenue_share"] == pytest.approx(0.8)
+    assert rows.loc["insiders", "lift"] == pytest.approx(4.0)
+    assert rows.loc["worst", "future_revenue_share"] == pytest.approx(-0.04)  # returns count against a group
+    assert rows.loc["insiders", "precision"] == rows.loc["insiders", "recall"] == 1.0
+    assert rows.loc["worst", "precision"] == 0.0
+    assert rows.loc["insiders", "share_difference_vs_insiders"] == 0.0
+    assert rows.loc["worst", "share_difference_low"] > 0  # the best group beats the worst in every resample
+    low, share, high = rows.loc["insiders", ["future_revenue_share_low", "future_revenue_share",
+                                              "future_revenue_share_high"]]
+    assert low <= share <= high
+
+
+def test_a_random_group_has_lift_about_one():
+    rng = np.random.default_rng(3)
+    future = rng.gamma(0.5, 100.0, 20_000)
+    random = rng.random(20_000) < 0.15
+    row = measure_groups(future, {"random": random}, resamples=200).iloc[0]
+    assert row["future_revenue_share_low"] <= row["customer_share"] <= row["future_revenue_share_high"]
+
+
+def test_inner_cutoffs_end_their_horizons_by_the_as_of_date_and_need_history():
+    config = ProgramConfig()
+    assert inner_cutoffs(date(2011, 12, 9), date(2010, 12, 1), config) == [
+        date(2011, 7, 12), date(2011, 8, 11), date(2011, 9, 10)]
+    assert inner_cutoffs(date(2011, 6, 30), date(2010, 12, 1), config) == [date(2011, 3, 2), date(2011, 4, 1)]
+    assert inner_cutoffs(date(2011, 3, 31), date(2010, 12, 1), config) == []
+    assert all(c + timedelta(days=config.horizon_days) <= date(2011, 12, 9)
+               for c in inner_cutoffs(date(2011, 12, 9), date(2010, 12, 1), config))
+    assert training_cutoff(date(2011, 3, 31), date(2010, 12, 1), config) is None
+    days = required_dates(date(2011, 12, 9), date(2010, 12, 1), config)
+    assert max(days) == date(2011, 12, 9) and date(2011, 6, 12) in days  # the trained model's window at 09-10
+
+
+def _evidence(shares: dict[str, list[float]]) -> pd.DataFrame:
+    cutoffs = [date(2011, 7, 12), date(2011, 8, 11), date(2011, 9, 10)]
+    return pd.DataFrame([{"cutoff_date": c, "candidate": name, "future_revenue_share": values[i]}
+                         for name, values in shares.items() for i, c in enumerate(cutoffs[: len(values)])])
+
+
+def test_the_simple_rule_stays_unless_a_challenger_clearly_and_always_wins():
+    config = ProgramConfig()
+    close = _evidence({"top_past_revenue": [0.60, 0.62, 0.64], "rfm_score": [0.55, 0.56, 0.57],
+                       "decayed_revenue": [0.605, 0.622, 0.642]})
+    definition, reason = decide(close, config)
+    assert definition == "top_past_revenue" and "no challenger" in reason
+    clear = _evidence({"top_past_revenue": [0.60, 0.62, 0.64], "trained_model": [0.62, 0.63, 0.66]})
+    assert decide(clear, config)[0] == "trained_model"
+    one_loss = _evidence({"top_past_revenue": [0.60, 0.62, 0.64], "trained_model": [0.70, 0.70, 0.63]})
+    assert decide(one_loss, config)[0] == "top_past_revenue"
+    thin = _evidence({"top_past_revenue": [0.60, 0.62], "trained_model": [0.70, 0.70]})
+    definition, reason = decide(thin, config)
+    assert definition == "top_past_revenue" and "too few" in reason
+
+
+def test_rfm_can_be_the_simple_rule_that_wins():
+    evidence = _evidence({"top_past_revenue": [0.50, 0.50, 0.50], "rfm_score": [0.55, 0.56, 0.57]})
+    assert decide(evidence, ProgramConfig())[0] == "rfm_score"
+
+
+def _customers(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    insider = np.arange(n) < n // 5
+    revenue = np.where(insider, rng.gamma(4, 1000, n), rng.gamma(2, 100, n))
+    features = pd.DataFrame({"gross_revenue": revenue, "n_items": revenue / 2, "n_returned_items": revenue / 100,
+                             "n_invoices": np.where(insider, 10, 5)})
+    return features, insider
+
+
+def test_hypotheses_compare_the_insiders_with_the_other_customers_with_intervals():
+    features, insider = _customers()
+    rows = measure_hypotheses(features, insider, resamples=300).set_index("hypothesis_id")
+    assert list(rows.index) == ["H1", "H2", "H3", "H4", "H5", "H6"]
+    assert rows.loc["H1", "holds"] and rows.loc["H4", "holds"] and rows.loc["H5", "holds"]
+    assert rows.loc["H5", "p_value"] < 0.05
+    # the same return rate on both sides: no difference to claim
+    assert not rows.loc["H3", "holds"] and rows.loc["H3", "p_value"] > 0.05
+    for hypothesis in rows.itertuples():
+        assert hypothesis.insiders_value_low <= hypothesis.insiders_value <= hypothesis.insiders_value_high
+    others = features[~insider]
+    assert rows.loc["H5", "compared_with"] == pytest.approx(others["gross_revenue"].sum() / others["n_invoices"].sum())
