@@ -30,7 +30,6 @@ import psycopg
 from insiders.cluster import store
 from insiders.cluster.config import ClusterConfig
 from insiders.cluster.job import fit_model
-from insiders.cluster.naming import INSIDERS
 from insiders.cluster.rules import insider_rules
 from insiders.db import resolve_target
 from insiders.dbt_runner import run_dbt
@@ -65,12 +64,12 @@ def measure(name: str, step: Callable[[], str]) -> dict[str, object]:
 
 def default_stage(features: pd.DataFrame, as_of: date) -> str:
     config = ClusterConfig()
-    model, candidates = fit_model(features, config, as_of, previous=None)
+    model, candidates, _ = fit_model(features, config, as_of, previous=None)
     assignment = model.assign(features)
-    insider_ids = {s.segment_id for s in model.segments if s.name == INSIDERS}
-    is_insider = np.isin(assignment.segment_id, list(insider_ids))
-    insider_rules(features, is_insider, config)
-    return f"{model.candidate_id} of {len(candidates)} candidates, Insiders {is_insider.mean():.1%} of customers"
+    top_ids = {s.segment_id for s in model.segments if s.is_top_segment}
+    in_top = np.isin(assignment.segment_id, list(top_ids))
+    insider_rules(features, in_top, config)
+    return f"{model.candidate_id} of {len(candidates)} candidates, top segment {in_top.mean():.1%} of customers"
 
 
 def seeds_stage(features: pd.DataFrame) -> str:

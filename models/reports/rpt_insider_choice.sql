@@ -24,20 +24,29 @@ latest_runs as (
 
 ),
 
+evidence_items as (
+
+    select
+        as_of_date,
+        run_id,
+        insider_definition,
+        insider_choice ->> 'reason' as choice_reason,
+        jsonb_array_elements(coalesce(insider_choice -> 'evidence', cast('[]' as jsonb))) as item
+    from latest_runs
+    where run_order = 1
+
+),
+
 evidence as (
 
     select
-        latest_runs.as_of_date,
-        latest_runs.run_id,
-        latest_runs.insider_definition,
-        latest_runs.insider_choice ->> 'reason' as choice_reason,
-        measured.value ->> 'candidate' as candidate,
-        cast(measured.value ->> 'future_revenue_share' as numeric) as future_revenue_share
-    from latest_runs
-    cross join lateral jsonb_array_elements(
-        coalesce(latest_runs.insider_choice -> 'evidence', '[]'::jsonb)
-    ) as measured (value)
-    where latest_runs.run_order = 1
+        as_of_date,
+        run_id,
+        insider_definition,
+        choice_reason,
+        cast(item ->> 'future_revenue_share' as numeric) as future_revenue_share,
+        item ->> 'candidate' as candidate
+    from evidence_items
 
 ),
 

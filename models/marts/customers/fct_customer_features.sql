@@ -25,8 +25,8 @@ with as_of_spine as (
 invoices_until_as_of as (
 
     select
-        as_of_spine.as_of_date,
         customer_invoices.*,
+        as_of_spine.as_of_date,
         as_of_spine.as_of_date - customer_invoices.invoice_date as age_days
     from {{ ref('int_customer_invoices') }} as customer_invoices
     inner join as_of_spine
