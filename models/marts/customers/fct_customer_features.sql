@@ -111,6 +111,12 @@ per_customer as (
         coalesce(sum(returned_value) filter (where age_days < 365), 0) as returned_value_365d,
         count(distinct invoice_date) filter (where has_purchase and age_days < 90) as n_purchase_days_90d,
         count(distinct invoice_date) filter (where has_purchase and age_days < 365) as n_purchase_days_365d,
+        count(*) filter (where has_purchase and age_days < 365) as n_invoices_365d,
+        coalesce(
+            max(invoice_date) filter (where has_purchase and age_days < 365)
+            - min(invoice_date) filter (where has_purchase and age_days < 365),
+            0
+        ) as purchase_span_365d,
         coalesce(sum(purchased_items) filter (where age_days < 365), 0) as n_items_365d,
         coalesce(sum(returned_items) filter (where age_days < 365), 0) as n_returned_items_365d,
         -- each purchase counts half as much every `revenue_half_life_days`: recent spend weighs more
@@ -158,6 +164,8 @@ features as (
         per_customer.returned_value_365d,
         per_customer.n_purchase_days_90d,
         per_customer.n_purchase_days_365d,
+        per_customer.n_invoices_365d,
+        per_customer.purchase_span_365d,
         per_customer.decayed_revenue,
         coalesce(
             {{ safe_divide('per_customer.n_returned_items_365d', 'per_customer.n_items_365d') }}, 0
@@ -217,6 +225,8 @@ select
     cast(returned_value_365d as numeric(18, 4)) as returned_value_365d,
     cast(n_purchase_days_90d as integer) as n_purchase_days_90d,
     cast(n_purchase_days_365d as integer) as n_purchase_days_365d,
+    cast(n_invoices_365d as integer) as n_invoices_365d,
+    cast(purchase_span_365d as integer) as purchase_span_365d,
     cast(return_rate_365d as numeric(12, 6)) as return_rate_365d,
     cast(decayed_revenue as numeric(18, 4)) as decayed_revenue,
     cast(clv_frequency as integer) as clv_frequency,

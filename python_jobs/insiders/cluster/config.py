@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-# Behaviour the segments are built on: trailing windows, so that a segment means the same thing in March and in
-# December (lifetime totals grow with the age of the data, and customers would drift between segments just by
-# accumulating history). Spend over a year and over the last quarter, purchase days over a year, days since the
-# last purchase, and the share of units returned. Ratios of these (average ticket = revenue / purchases) are left
-# out: after the log they are differences of columns already there, and would count twice. Money and counts are
-# heavy-tailed, so every feature goes through log1p before scaling.
+# Behaviour the segments are built on, over the trailing 365 days so that a segment means the same thing in March
+# and in December (lifetime totals grow with the age of the data, and customers would drift between segments just
+# by accumulating history): spend, invoices, purchase days, the span from first to last purchase (repeat against
+# one-off buyers), days since the last purchase and the share of units returned; and purchase days over the last
+# 90 days, which tell customers still buying from those slowing down. Ratios of these (average
+# ticket = revenue / invoices) are left out: after the log they are differences of columns already there, and
+# would count twice. Money and counts are heavy-tailed, so every feature goes through log1p before scaling.
 DEFAULT_FEATURES = (
     "gross_revenue_365d",
-    "gross_revenue_90d",
+    "n_invoices_365d",
     "n_purchase_days_365d",
+    "purchase_span_365d",
+    "n_purchase_days_90d",
     "recency_days",
     "return_rate_365d",
 )
