@@ -162,5 +162,7 @@ def write_backtest(conn: psycopg.Connection, backtest_id: str, cutoff: date, hor
 def backtest(paths: Paths, target: Target, cutoffs: list[date], program: ProgramConfig,
              cluster_config: ClusterConfig | None = None) -> list[tuple[pd.DataFrame, dict[str, float]]]:
     backtest_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    return [backtest_cutoff(paths, target, cutoff, program, cluster_config or ClusterConfig(), backtest_id)
-            for cutoff in sorted(set(cutoffs))]
+    results = [backtest_cutoff(paths, target, cutoff, program, cluster_config or ClusterConfig(), backtest_id)
+               for cutoff in sorted(set(cutoffs))]
+    stages.build_backtest_marts(paths, target)
+    return results

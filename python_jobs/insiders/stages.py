@@ -81,3 +81,8 @@ def build_marts(paths: Paths, target: Target, as_of: date | None = None) -> None
     if as_of:
         args += ["--vars", json.dumps({"as_of_date": as_of.isoformat()})]
     run_dbt(paths, target, args, quiet=True)
+
+
+def build_backtest_marts(paths: Paths, target: Target) -> None:
+    """dbt: rpt_backtests over ml.backtests, so that BI and the report see the new results."""
+    run_dbt(paths, target, ["build", "--select", "+rpt_backtests"], quiet=True)

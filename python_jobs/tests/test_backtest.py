@@ -8,7 +8,6 @@ import psycopg
 import pytest
 
 from insiders.backtest import RULES, backtest
-from insiders.dbt_runner import run_dbt
 from insiders.program.config import ProgramConfig
 
 from .support import QUICK_PROGRAM
@@ -35,7 +34,6 @@ def test_backtest_measures_every_rule_at_the_insiders_size_and_leaves_production
         assert conn.execute("select count(*) from marts.fct_customer_features").fetchone()[0] == mart_before
         assert conn.execute("select count(*) from ml.customer_segments").fetchone()[0] == 0  # no production labels
         assert conn.execute("select count(*) from ml.backtests").fetchone()[0] == len(rows)
-    run_dbt(test_paths, demo_mart, ["build", "--select", "+rpt_backtests"], quiet=True)
     with psycopg.connect(demo_mart.url) as conn:
         assert conn.execute("select count(*), min(rule_rank) from marts.rpt_backtests").fetchone() == (len(rows), 1)
 

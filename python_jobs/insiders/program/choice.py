@@ -152,5 +152,5 @@ def decide(evidence: pd.DataFrame, config: ProgramConfig) -> tuple[str, str]:
     if not enough:
         return baseline, (f"{n_cutoffs} inner backtests are too few to replace {baseline} (at least "
                           f"{config.min_backtests_to_switch}): {summary}")
-    return baseline, (f"no challenger beat {baseline} by {config.min_share_gain:.1%} on average and at every inner "
-                      f"cutoff: {summary}")
+    return baseline, (f"no challenger beat {baseline} by {config.min_share_gain * 100:.1f} points on average and at "
+                      f"every inner cutoff: {summary}")
