@@ -54,8 +54,11 @@ def scratch_database(target: Target, cutoff: date) -> Iterator[Target]:
     try:
         yield replace(target, dbname=name)
     finally:
-        with db.connect(target, autocommit=True) as conn:
-            conn.execute(f'drop database if exists "{name}" with (force)')
+        try:
+            with db.connect(target, autocommit=True) as conn:
+                conn.execute(f'drop database if exists "{name}" with (force)')
+        except (psycopg.Error, InsidersError) as exc:
+            log.warning("could not drop the scratch database %s (drop it by hand): %s", name, exc)
 
 
 def copy_lines(source: Target, scratch: Target, after: date | None, until: date) -> int:
@@ -91,7 +94,7 @@ def rule_groups(result: ClusterResult, program: ProgramConfig) -> dict[str, np.n
     gross, ids = features["gross_revenue"].to_numpy(dtype=float), features["customer_id"].to_numpy()
     size = result.n_insiders
     groups = {"insiders": result.is_insider}
-    for name, score in result.scores.items():
+    for name, score in sorted(result.scores.items(), key=lambda item: (item[0] not in RULES, item[0])):
         groups[name] = rankings.top_n(score, gross, ids, size)
     random = np.zeros(len(ids), dtype=bool)
     random[np.random.default_rng(program.seed).choice(len(ids), size=size, replace=False)] = True

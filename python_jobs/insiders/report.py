@@ -294,7 +294,7 @@ def choice_section(choice: pd.DataFrame) -> str:
              f"{float(r.min_future_revenue_share):.1%} to {float(r.max_future_revenue_share):.1%}",
              str(r.n_inner_cutoffs)] for r in choice.itertuples()]
     return (f"<p>{_esc(choice['choice_reason'].iloc[0])}</p>"
-            + _table(["definition", "share of the next 90 days' revenue (mean)", "range", "inner backtests"], rows))
+            + _table(["definition", "share of the horizon's revenue (mean)", "range", "inner backtests"], rows))
 
 
 def backtests_section(backtests: pd.DataFrame) -> str:

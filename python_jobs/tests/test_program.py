@@ -115,3 +115,23 @@ def test_hypotheses_compare_the_insiders_with_the_other_customers_with_intervals
         assert hypothesis.insiders_value_low <= hypothesis.insiders_value <= hypothesis.insiders_value_high
     others = features[~insider]
     assert rows.loc["H5", "compared_with"] == pytest.approx(others["gross_revenue"].sum() / others["n_invoices"].sum())
+
+
+def test_a_resample_where_nobody_spent_has_no_share_instead_of_a_huge_one():
+    future = np.array([0.0] * 7 + [100.0])
+    rows = measure_groups(future, {"insiders": np.arange(8) == 7, "other": np.arange(8) == 0}, reference="insiders",
+                          resamples=300)
+    assert rows["future_revenue_share_low"].between(-1, 1).all() and rows["share_difference_low"].between(-1, 1).all()
+
+
+def test_a_shop_without_repeat_purchases_still_gets_a_forecast():
+    from insiders.forecast.job import forecast_customers
+
+    features = pd.DataFrame({"customer_id": [1, 2, 3], "clv_frequency": [0, 0, 0], "clv_recency": [0, 0, 0],
+                             "clv_t": [10, 20, 30], "clv_monetary": [0.0, 0.0, 0.0], "gross_revenue": [30.0, 60, 90],
+                             "n_purchase_days": [1, 1, 1]})
+    forecast = forecast_customers(features)
+    assert "not_fitted" in forecast.estimates["gamma_gamma"]
+    assert (forecast.customers["expected_revenue_90d"] >= 0).all()
+    same_day = features.assign(clv_t=0)
+    assert (forecast_customers(same_day).customers["expected_revenue_90d"] == 0).all()

@@ -48,32 +48,46 @@ def revenue_calibration(earlier: pd.DataFrame, actual_gross: pd.Series, horizon_
 
 
 def forecast_customers(features: pd.DataFrame, horizons_days: tuple[int, ...] = HORIZONS_DAYS) -> Forecast:
-    """The forecast for every customer of `features` (one as-of date of the mart)."""
+    """The forecast for every customer of `features` (one as-of date of the mart). A shop too young for a model (no
+    repeat purchase yet, or every customer first seen on the as-of date) gets the plainest forecast that data
+    allows, and the estimates say why."""
     frequency = features["clv_frequency"].to_numpy(dtype=float)
     recency = features["clv_recency"].to_numpy(dtype=float) / DAYS_PER_WEEK
     age = features["clv_t"].to_numpy(dtype=float) / DAYS_PER_WEEK
     monetary = features["clv_monetary"].astype(float).to_numpy()
-    purchases = clv.fit_bgnbd(frequency, recency, age)
+    estimates: dict[str, object] = {"n_customers": len(features)}
     repeaters = (frequency > 0) & (monetary > 0)
-    spend = clv.fit_gamma_gamma(frequency[repeaters], monetary[repeaters])
-    spend_per_day = clv.expected_spend(spend, frequency, np.where(repeaters, monetary, 0.0))
-    customers = pd.DataFrame({
-        "customer_id": features["customer_id"].astype("int64").to_numpy(),
-        "p_alive": clv.probability_alive(purchases, frequency, recency, age),
-    })
+    estimates["n_repeat_customers"] = int(repeaters.sum())
+    try:
+        spend = clv.fit_gamma_gamma(frequency[repeaters], monetary[repeaters])
+        spend_per_day = clv.expected_spend(spend, frequency, np.where(repeaters, monetary, 0.0))
+        estimates["gamma_gamma"] = {"p": spend.p, "q": spend.q, "v": spend.v,
+                                    "log_likelihood": spend.log_likelihood, "converged": spend.converged}
+        _warn_unless_converged("Gamma-Gamma", spend)
+    except ValueError as exc:  # no repeat purchases yet: every customer spends what customers spend per day
+        per_day = features["gross_revenue"].astype(float).sum() / max(features["n_purchase_days"].sum(), 1)
+        spend_per_day = np.full(len(features), per_day)
+        estimates["gamma_gamma"] = {"not_fitted": str(exc), "spend_per_purchase_day": per_day}
+    try:
+        purchases = clv.fit_bgnbd(frequency, recency, age)
+        alive = clv.probability_alive(purchases, frequency, recency, age)
+        estimates["bgnbd"] = {"r": purchases.r, "alpha_weeks": purchases.alpha, "a": purchases.a, "b": purchases.b,
+                              "log_likelihood": purchases.log_likelihood, "converged": purchases.converged}
+        _warn_unless_converged("BG/NBD", purchases)
+    except ValueError as exc:  # no time observed yet: no purchase rate to learn, so none is forecast
+        purchases, alive = None, np.ones(len(features))
+        estimates["bgnbd"] = {"not_fitted": str(exc)}
+        log.warning("no spend forecast at this date: %s", exc)
+    customers = pd.DataFrame({"customer_id": features["customer_id"].astype("int64").to_numpy(), "p_alive": alive})
     for days in horizons_days:
-        expected = clv.expected_purchases(purchases, frequency, recency, age, days / DAYS_PER_WEEK)
+        expected = clv.expected_purchases(purchases, frequency, recency, age, days / DAYS_PER_WEEK) \
+            if purchases is not None else np.zeros(len(features))
         customers[f"expected_purchases_{days}d"] = expected
         customers[f"expected_revenue_{days}d"] = expected * spend_per_day
-    estimates = {
-        "bgnbd": {"r": purchases.r, "alpha_weeks": purchases.alpha, "a": purchases.a, "b": purchases.b,
-                  "log_likelihood": purchases.log_likelihood, "converged": purchases.converged},
-        "gamma_gamma": {"p": spend.p, "q": spend.q, "v": spend.v, "log_likelihood": spend.log_likelihood,
-                        "converged": spend.converged},
-        "n_customers": len(features), "n_repeat_customers": int(repeaters.sum()),
-    }
-    for name, fit in (("BG/NBD", purchases), ("Gamma-Gamma", spend)):
-        if not fit.converged:
-            log.warning("the %s fit of the spend forecast did not converge (%s); its estimates are in ml.model_runs",
-                        name, fit.message)
     return Forecast(customers, estimates)
+
+
+def _warn_unless_converged(name: str, fit: object) -> None:
+    if not fit.converged:
+        log.warning("the %s fit of the spend forecast did not converge (%s); its estimates are in ml.model_runs",
+                    name, fit.message)

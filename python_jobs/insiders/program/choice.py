@@ -20,6 +20,7 @@ import psycopg
 
 from ..cluster import store
 from ..cluster.config import ClusterConfig
+from ..errors import InsidersError
 from ..forecast.job import Forecast, forecast_customers
 from . import rankings
 from .config import SIMPLE_RULES, ProgramConfig
@@ -71,8 +72,9 @@ def required_dates(as_of: date, data_start: date, config: ProgramConfig) -> list
 def candidate_scores(conn: psycopg.Connection, day: date, features: pd.DataFrame, data_start: date,
                      config: ProgramConfig, *, forecast: Forecast, segment_id: np.ndarray | None,
                      ) -> dict[str, np.ndarray]:
-    """Every computable candidate's ranking score for the customers of `features` (the mart at `day`)."""
-    wanted = set(config.candidates)
+    """Every computable candidate's ranking score for the customers of `features` (the mart at `day`). The simple
+    rules and the forecast's ranking are always there: they are the fallback and the backtests' baselines."""
+    wanted = set(config.candidates) | set(SIMPLE_RULES) | {"top_expected_revenue"}
     scores = {
         "top_past_revenue": features["gross_revenue"].to_numpy(dtype=float),
         "net_revenue": features["net_revenue"].to_numpy(dtype=float),
@@ -91,10 +93,16 @@ def candidate_scores(conn: psycopg.Connection, day: date, features: pd.DataFrame
     return {name: score for name, score in scores.items() if name in wanted}
 
 
-def _segments_fitted_at(features: pd.DataFrame, day: date, cluster_config: ClusterConfig) -> np.ndarray:
+def _segments_fitted_at(features: pd.DataFrame, day: date, cluster_config: ClusterConfig) -> np.ndarray | None:
+    """Segments of a model fitted on this cutoff's customers, or None (the candidate sits this cutoff out) when
+    they are too few or alike to cluster."""
     from ..cluster.job import fit_model
 
-    model, _, _ = fit_model(features, cluster_config, day, previous=None)
+    try:
+        model, _, _ = fit_model(features, cluster_config, day, previous=None)
+    except (InsidersError, ValueError) as exc:
+        log.warning("top_segment left out at the inner cutoff %s: %s", day, exc)
+        return None
     return model.assign(features).segment_id
 
 

@@ -28,8 +28,11 @@ def revenue_shares(future_net: np.ndarray, groups: np.ndarray, counts: np.ndarra
     captured = groups * future_net[:, None]
     positive = np.clip(future_net, 0, None)
     if counts is None:
-        return captured.sum(axis=0) / max(positive.sum(), 1e-12)
-    return (counts.T @ captured) / np.maximum(counts.T @ positive, 1e-12)[:, None]
+        total = positive.sum()
+        return captured.sum(axis=0) / total if total > 0 else np.full(groups.shape[1], np.nan)
+    totals = counts.T @ positive
+    with np.errstate(divide="ignore", invalid="ignore"):  # a resample where nobody spent has no share
+        return np.where(totals[:, None] > 0, (counts.T @ captured) / totals[:, None], np.nan)
 
 
 def measure_groups(future_net: np.ndarray, groups: dict[str, np.ndarray], *, reference: str | None = None,
@@ -52,7 +55,7 @@ def measure_groups(future_net: np.ndarray, groups: dict[str, np.ndarray], *, ref
         actual_top[spenders] = True
         hits = int((members & actual_top).sum())
         customer_share = size / n_customers
-        low, high = np.percentile(boot[:, i], INTERVAL)
+        low, high = np.nanpercentile(boot[:, i], INTERVAL)
         row = {
             "rule": name, "n_customers": size, "customer_share": customer_share,
             "future_revenue_share": shares[i], "future_revenue_share_low": low, "future_revenue_share_high": high,
@@ -64,7 +67,7 @@ def measure_groups(future_net: np.ndarray, groups: dict[str, np.ndarray], *, ref
             j = names.index(reference)
             difference = boot[:, j] - boot[:, i]
             row["share_difference_vs_insiders"] = shares[j] - shares[i]
-            row["share_difference_low"], row["share_difference_high"] = np.percentile(difference, INTERVAL)
+            row["share_difference_low"], row["share_difference_high"] = np.nanpercentile(difference, INTERVAL)
         rows.append(row)
     return pd.DataFrame(rows)
 
