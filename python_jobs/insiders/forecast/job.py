@@ -58,16 +58,18 @@ def forecast_customers(features: pd.DataFrame, horizons_days: tuple[int, ...] = 
     estimates: dict[str, object] = {"n_customers": len(features)}
     repeaters = (frequency > 0) & (monetary > 0)
     estimates["n_repeat_customers"] = int(repeaters.sum())
+    observed_per_day = features["gross_revenue"].astype(float).sum() / max(features["n_purchase_days"].sum(), 1)
     try:
         spend = clv.fit_gamma_gamma(frequency[repeaters], monetary[repeaters])
         spend_per_day = clv.expected_spend(spend, frequency, np.where(repeaters, monetary, 0.0))
+        # q <= 1: the model's population mean does not exist; customers without repeat days get the observed one
+        spend_per_day = np.where(np.isfinite(spend_per_day), spend_per_day, observed_per_day)
         estimates["gamma_gamma"] = {"p": spend.p, "q": spend.q, "v": spend.v,
                                     "log_likelihood": spend.log_likelihood, "converged": spend.converged}
         _warn_unless_converged("Gamma-Gamma", spend)
     except ValueError as exc:  # no repeat purchases yet: every customer spends what customers spend per day
-        per_day = features["gross_revenue"].astype(float).sum() / max(features["n_purchase_days"].sum(), 1)
-        spend_per_day = np.full(len(features), per_day)
-        estimates["gamma_gamma"] = {"not_fitted": str(exc), "spend_per_purchase_day": per_day}
+        spend_per_day = np.full(len(features), observed_per_day)
+        estimates["gamma_gamma"] = {"not_fitted": str(exc), "spend_per_purchase_day": observed_per_day}
     try:
         purchases = clv.fit_bgnbd(frequency, recency, age)
         alive = clv.probability_alive(purchases, frequency, recency, age)
