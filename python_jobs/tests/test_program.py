@@ -135,3 +135,9 @@ def test_a_shop_without_repeat_purchases_still_gets_a_forecast():
     assert (forecast.customers["expected_revenue_90d"] >= 0).all()
     same_day = features.assign(clv_t=0)
     assert (forecast_customers(same_day).customers["expected_revenue_90d"] == 0).all()
+
+
+def test_a_challenger_that_always_wins_is_chosen_even_if_another_has_a_higher_mean():
+    evidence = _evidence({"top_past_revenue": [0.60, 0.62, 0.64], "trained_model": [0.75, 0.60, 0.66],
+                          "decayed_revenue": [0.61, 0.63, 0.65]})
+    assert decide(evidence, ProgramConfig())[0] == "decayed_revenue"

@@ -149,16 +149,22 @@ def decide(evidence: pd.DataFrame, config: ProgramConfig) -> tuple[str, str]:
     challengers = [name for name in means.index if name not in SIMPLE_RULES]
     if not challengers or baseline not in complete:
         return baseline, f"only simple rules could be measured; {baseline} did best"
-    best = challengers[0]
-    gain = float(means[best] - means[baseline])
-    wins = int((complete[best] > complete[baseline]).sum())
-    summary = (f"{best} captured {means[best]:.1%} of the horizons' revenue on average against {means[baseline]:.1%} "
-               f"for {baseline} ({gain * 100:+.1f} points, more at {wins} of {n_cutoffs} inner cutoffs)")
-    enough = n_cutoffs >= config.min_backtests_to_switch
-    if gain >= config.min_share_gain and wins == n_cutoffs and enough:
-        return best, summary
-    if not enough:
+    def gain(name: str) -> float:
+        return float(means[name] - means[baseline])
+
+    def wins(name: str) -> int:
+        return int((complete[name] > complete[baseline]).sum())
+
+    def summary(name: str) -> str:
+        return (f"{name} captured {means[name]:.1%} of the horizons' revenue on average against "
+                f"{means[baseline]:.1%} for {baseline} ({gain(name) * 100:+.1f} points, more at {wins(name)} of "
+                f"{n_cutoffs} inner cutoffs)")
+
+    passing = [name for name in challengers if gain(name) >= config.min_share_gain and wins(name) == n_cutoffs]
+    if passing and n_cutoffs >= config.min_backtests_to_switch:
+        return passing[0], summary(passing[0])
+    if n_cutoffs < config.min_backtests_to_switch:
         return baseline, (f"{n_cutoffs} inner backtests are too few to replace {baseline} (at least "
-                          f"{config.min_backtests_to_switch}): {summary}")
+                          f"{config.min_backtests_to_switch}): {summary(challengers[0])}")
     return baseline, (f"no challenger beat {baseline} by {config.min_share_gain * 100:.1f} points on average and at "
-                      f"every inner cutoff: {summary}")
+                      f"every inner cutoff: {summary(challengers[0])}")
