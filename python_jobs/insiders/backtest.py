@@ -151,10 +151,8 @@ def write_backtest(conn: psycopg.Connection, backtest_id: str, cutoff: date, hor
                    "future_revenue_share", "future_revenue_share_low", "future_revenue_share_high", "lift",
                    "precision", "recall", "share_difference_vs_insiders", "share_difference_low",
                    "share_difference_high"]
-        frame = rows[columns].astype(object).where(rows[columns].notna(), None)
-        with conn.cursor().copy(f"copy ml.backtests (backtest_id, {', '.join(columns)}) from stdin") as copy:
-            for row in frame.itertuples(index=False, name=None):
-                copy.write_row((backtest_id, *row))
+        with conn.cursor() as cur:
+            store.copy_rows(cur, "ml.backtests", rows[columns].assign(backtest_id=backtest_id))
         names = ["n_customers", "predicted_purchases", "actual_purchases", "predicted_revenue", "actual_revenue",
                  "revenue_error_share", "purchases_mae", "revenue_mae", "seconds"]
         conn.execute(f"insert into ml.forecast_backtests (backtest_id, cutoff_date, horizon_days, {', '.join(names)})"

@@ -111,9 +111,11 @@ def _json_value(value: object) -> object:
     return str(value)
 
 
-def _copy_rows(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
+def copy_rows(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
+    """COPY a frame into `table` by column name; missing values (NaN, NaT, None) become NULL."""
+    values = frame.astype(object).where(frame.notna(), None)
     with cur.copy(f"copy {table} ({', '.join(frame.columns)}) from stdin") as copy:
-        for row in frame.itertuples(index=False, name=None):
+        for row in values.itertuples(index=False, name=None):
             copy.write_row(row)
 
 
@@ -141,21 +143,20 @@ def write_run(conn: psycopg.Connection, *, run: dict[str, object], candidates: l
                 "eligible": c.eligible, "rejection": c.rejection, "selected": c.selected,
             } for c in candidates])
             grid["k"] = grid["k"].astype("Int64")  # None for algorithms that choose their own k
-            grid = grid.astype(object).where(grid.notna(), None)
-            _copy_rows(cur, "ml.model_selection", grid)
+            copy_rows(cur, "ml.model_selection", grid)
         if model is not None:
             definitions = pd.DataFrame([{
                 "model_run_id": run["run_id"], "segment_id": s.segment_id, "segment_name": s.name,
                 "is_top_segment": s.is_top_segment, "n_customers_at_fit": s.n_customers_at_fit,
                 "profile": json.dumps(s.profile),
             } for s in model.segments])
-            _copy_rows(cur, "ml.segment_definitions", definitions)
+            copy_rows(cur, "ml.segment_definitions", definitions)
         cur.execute("delete from ml.customer_segments where as_of_date = %s", (as_of,))
-        _copy_rows(cur, "ml.customer_segments", segments)
+        copy_rows(cur, "ml.customer_segments", segments)
         cur.execute("delete from ml.customer_forecasts where as_of_date = %s", (as_of,))
-        _copy_rows(cur, "ml.customer_forecasts", forecasts)
+        copy_rows(cur, "ml.customer_forecasts", forecasts)
         cur.execute("delete from ml.hypothesis_tests where as_of_date = %s", (as_of,))
-        _copy_rows(cur, "ml.hypothesis_tests", hypotheses.astype(object).where(hypotheses.notna(), None))
+        copy_rows(cur, "ml.hypothesis_tests", hypotheses)
         cur.execute("delete from ml.insider_rules where as_of_date = %s", (as_of,))
         if not rules.empty:
-            _copy_rows(cur, "ml.insider_rules", rules)
+            copy_rows(cur, "ml.insider_rules", rules)
