@@ -14,12 +14,11 @@ import pandas as pd
 import psycopg
 from sklearn.decomposition import PCA
 
-from ..forecast.job import Forecast, forecast_customers, revenue_calibration
+from ..forecast.job import Forecast, forecast_customers, horizons_with, revenue_calibration
 from ..program import rankings
-from ..program.choice import FALLBACK, candidate_scores, choose_definition, training_cutoff
+from ..program.choice import FALLBACK, RecentWindow, candidate_scores, choose_definition, recent_window
 from ..program.config import ProgramConfig
 from ..program.hypotheses import measure_hypotheses
-from ..program.outcomes import future_revenue
 from ..progress import StageTimer
 from ..settings import Paths
 from . import store
@@ -137,18 +136,16 @@ def tsne_map(model: SegmentModel, features: pd.DataFrame, seed: int) -> np.ndarr
     return TSNE(n_components=2, init="pca", random_state=seed).fit_transform(scaled)
 
 
-def calibrated_forecast(conn: psycopg.Connection, as_of: date, features: pd.DataFrame, data_start: date,
+def calibrated_forecast(as_of: date, features: pd.DataFrame, window: RecentWindow | None,
                         program: ProgramConfig) -> Forecast:
     """The spend forecast at `as_of`, its revenue scaled by how the same models did on the window ending at
     `as_of` (forecast from its start, judged on its lines): both use data up to `as_of` only."""
-    forecast = forecast_customers(features, tuple(sorted({90, 365, program.horizon_days})))
-    start = training_cutoff(as_of, data_start, program)
-    if start is None:
+    forecast = forecast_customers(features, horizons_with(program.horizon_days))
+    if window is None:
         return forecast.calibrated(1.0, f"no calibration: less than {program.min_history_days} days of data before "
                                         f"{as_of - timedelta(days=program.horizon_days)}")
-    window = future_revenue(conn, start, program.horizon_days)["gross_revenue"]
-    factor = revenue_calibration(store.read_features(conn, start), window, program.horizon_days)
-    log.info("spend forecast calibrated by %.3f (actual / forecast revenue of %s to %s)", factor, start, as_of)
+    factor = revenue_calibration(window.features, window.outcome["gross_revenue"], program.horizon_days)
+    log.info("spend forecast calibrated by %.3f (actual / forecast revenue of %s to %s)", factor, window.start, as_of)
     return forecast.calibrated(factor, f"actual / forecast revenue of the {program.horizon_days} days ending {as_of}")
 
 
@@ -196,12 +193,13 @@ def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None
         if requested.map_embedding == "tsne":  # the map is a picture: it follows the request, not the model
             assignment.map_xy = tsne_map(model, features, config.seed)
     data_start = date.fromisoformat(str(features["first_purchase_date"].min())[:10])
+    window = recent_window(conn, as_of, data_start, program)
     with timer.stage("forecast spend"):
-        forecast = calibrated_forecast(conn, as_of, features, data_start, program)
+        forecast = calibrated_forecast(as_of, features, window, program)
     with timer.stage("choose the Insiders"):
         choice = choose_definition(conn, as_of, data_start, program, config)
-        scores = candidate_scores(conn, as_of, features, data_start, program, forecast=forecast,
-                                  segment_id=assignment.segment_id)
+        scores = candidate_scores(features, program, forecast=forecast, segment_id=assignment.segment_id,
+                                  window=window)
         definition = choice.definition if choice.definition in scores else FALLBACK
         gross, ids = features["gross_revenue"].to_numpy(dtype=float), features["customer_id"].to_numpy()
         program_rank = rankings.ranks(scores[definition], gross, ids)

@@ -19,6 +19,11 @@ DAYS_PER_WEEK = 7.0
 HORIZONS_DAYS = (90, 365)
 
 
+def horizons_with(horizon_days: int) -> tuple[int, ...]:
+    """The published horizons and the one a program is judged on."""
+    return tuple(sorted({*HORIZONS_DAYS, horizon_days}))
+
+
 @dataclass
 class Forecast:
     """Per customer: probability alive, expected purchase days and revenue; the fitted estimates beside it."""

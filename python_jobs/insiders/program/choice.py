@@ -21,7 +21,7 @@ import psycopg
 from ..cluster import store
 from ..cluster.config import ClusterConfig
 from ..errors import InsidersError
-from ..forecast.job import Forecast, forecast_customers
+from ..forecast.job import Forecast, forecast_customers, horizons_with
 from . import rankings
 from .config import SIMPLE_RULES, ProgramConfig
 from .evaluate import revenue_shares
@@ -62,6 +62,25 @@ def training_cutoff(day: date, data_start: date, config: ProgramConfig) -> date 
     return start if (start - data_start).days >= config.min_history_days else None
 
 
+@dataclass
+class RecentWindow:
+    """The `horizon_days` ending at a date: the mart at the window's start and what each customer bought in it.
+    The trained model learns from it and the forecast is calibrated on it; read once, used by both."""
+
+    start: date
+    features: pd.DataFrame
+    outcome: pd.DataFrame  # future_revenue(start, horizon_days)
+
+
+def recent_window(conn: psycopg.Connection, day: date, data_start: date, config: ProgramConfig,
+                  ) -> RecentWindow | None:
+    """The window ending at `day`, or None with too little history before its start."""
+    start = training_cutoff(day, data_start, config)
+    if start is None:
+        return None
+    return RecentWindow(start, store.read_features(conn, start), future_revenue(conn, start, config.horizon_days))
+
+
 def required_dates(as_of: date, data_start: date, config: ProgramConfig) -> list[date]:
     """Every as-of date of the feature mart that the run at `as_of` reads."""
     days = {as_of, *inner_cutoffs(as_of, data_start, config)}
@@ -69,11 +88,11 @@ def required_dates(as_of: date, data_start: date, config: ProgramConfig) -> list
     return sorted(days)
 
 
-def candidate_scores(conn: psycopg.Connection, day: date, features: pd.DataFrame, data_start: date,
-                     config: ProgramConfig, *, forecast: Forecast, segment_id: np.ndarray | None,
-                     ) -> dict[str, np.ndarray]:
-    """Every computable candidate's ranking score for the customers of `features` (the mart at `day`). The simple
-    rules and the forecast's ranking are always there: they are the fallback and the backtests' baselines."""
+def candidate_scores(features: pd.DataFrame, config: ProgramConfig, *, forecast: Forecast,
+                     segment_id: np.ndarray | None, window: RecentWindow | None) -> dict[str, np.ndarray]:
+    """Every computable candidate's ranking score for the customers of `features` (the mart at one date; `window`
+    is the one ending there). The simple rules and the forecast's ranking are always there: they are the fallback
+    and the backtests' baselines."""
     wanted = set(config.candidates) | set(SIMPLE_RULES) | {"top_expected_revenue"}
     scores = {
         "top_past_revenue": features["gross_revenue"].to_numpy(dtype=float),
@@ -84,11 +103,8 @@ def candidate_scores(conn: psycopg.Connection, day: date, features: pd.DataFrame
     }
     if segment_id is not None:
         scores["top_segment"] = rankings.segment_score(segment_id, scores["top_past_revenue"])
-    start = training_cutoff(day, data_start, config)
-    if "trained_model" in wanted and start is not None:
-        earlier = store.read_features(conn, start)
-        window = future_revenue(conn, start, config.horizon_days)["net_revenue"]
-        model = rankings.train_revenue_model(earlier, window, config.seed)
+    if "trained_model" in wanted and window is not None:
+        model = rankings.train_revenue_model(window.features, window.outcome["net_revenue"], config.seed)
         scores["trained_model"] = model.predict(rankings.training_matrix(features))
     return {name: score for name, score in scores.items() if name in wanted}
 
@@ -111,9 +127,9 @@ def measure_inner_cutoff(conn: psycopg.Connection, cutoff: date, data_start: dat
     features = store.read_features(conn, cutoff)
     segment_id = _segments_fitted_at(features, cutoff, cluster_config) if "top_segment" in config.candidates \
         else None
-    horizons = tuple(sorted({90, 365, config.horizon_days}))
-    scores = candidate_scores(conn, cutoff, features, data_start, config,
-                              forecast=forecast_customers(features, horizons), segment_id=segment_id)
+    window = recent_window(conn, cutoff, data_start, config) if "trained_model" in config.candidates else None
+    scores = candidate_scores(features, config, forecast=forecast_customers(features, horizons_with(
+        config.horizon_days)), segment_id=segment_id, window=window)
     net = aligned(future_revenue(conn, cutoff, config.horizon_days), features["customer_id"], "net_revenue")
     size = config.program_size(len(features))
     gross, ids = features["gross_revenue"].to_numpy(dtype=float), features["customer_id"].to_numpy()
@@ -149,6 +165,7 @@ def decide(evidence: pd.DataFrame, config: ProgramConfig) -> tuple[str, str]:
     challengers = [name for name in means.index if name not in SIMPLE_RULES]
     if not challengers or baseline not in complete:
         return baseline, f"only simple rules could be measured; {baseline} did best"
+
     def gain(name: str) -> float:
         return float(means[name] - means[baseline])
 
