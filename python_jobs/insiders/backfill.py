@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import calendar
-import json
 import logging
 from datetime import date, timedelta
 
@@ -36,10 +35,6 @@ def month_ends(start: date, end: date) -> list[date]:
     return dates
 
 
-def _as_of(day: date) -> list[str]:
-    return ["--vars", json.dumps({"as_of_date": day.isoformat()})]
-
-
 def backfill(paths: Paths, target: Target, dates: list[date], *, refit: bool = False,
              config: ClusterConfig | None = None, program: ProgramConfig | None = None) -> None:
     """Labels for every date in order, each with the model in force at that date: a fit at the first date (on
@@ -61,8 +56,8 @@ def backfill(paths: Paths, target: Target, dates: list[date], *, refit: bool = F
         run_dbt(paths, target, ["run", "--select", "source:ml+,+fct_customer_segments"], quiet=True)
         # each as-of date's current state goes through the snapshot in order, which dates the segment changes
         for day in dates:
-            run_dbt(paths, target, ["build", "--select", "dim_customers", "snp_customer_segments", *_as_of(day)],
-                    quiet=True)
+            run_dbt(paths, target, ["build", "--select", "dim_customers", "snp_customer_segments",
+                                    *stages.as_of_vars(day)], quiet=True)
         # the segment marts, built and tested; the feature mart is tested, not rebuilt (built dates are kept)
         run_dbt(paths, target, ["build", "--select", "source:ml+"], quiet=True)
         run_dbt(paths, target, ["test", "--select", "fct_customer_features"], quiet=True)

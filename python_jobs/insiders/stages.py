@@ -77,10 +77,12 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
 
 def build_marts(paths: Paths, target: Target, as_of: date | None = None) -> None:
     """dbt: the segment marts and reports over the ml tables (as of `as_of`, else the latest date labelled)."""
-    args = ["build", "--select", "source:ml+"]
-    if as_of:
-        args += ["--vars", json.dumps({"as_of_date": as_of.isoformat()})]
-    run_dbt(paths, target, args, quiet=True)
+    run_dbt(paths, target, ["build", "--select", "source:ml+", *(as_of_vars(as_of) if as_of else [])], quiet=True)
+
+
+def as_of_vars(as_of: date) -> list[str]:
+    """dbt arguments that set the marts' current as-of date."""
+    return ["--vars", json.dumps({"as_of_date": as_of.isoformat()})]
 
 
 def build_backtest_marts(paths: Paths, target: Target) -> None:
