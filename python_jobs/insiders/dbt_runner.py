@@ -36,6 +36,10 @@ def dbt_environment(paths: Paths, target: Target) -> dict[str, str]:
     env.update(target.dbt_env())
     env.setdefault("INSIDERS_READER_ROLES", _reader_roles(target))
     env.update({"DBT_PROFILES_DIR": str(profiles_dir), "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
+    # compiled SQL, the manifest and partial-parse state belong to this state directory: two checkouts' or test
+    # sessions' dbt runs never overwrite each other's, and each keeps its own partial parse warm
+    env.setdefault("DBT_TARGET_PATH", str(paths.state_dir / "dbt-target"))
+    env.setdefault("DBT_LOG_PATH", str(paths.state_dir / "dbt-logs"))
     return env
 
 
