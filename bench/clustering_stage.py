@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import time
 import tracemalloc
-import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
@@ -26,6 +25,7 @@ import numpy as np
 import pandas as pd
 import psutil
 import psycopg
+from seeds import seeds_clustering  # bench/seeds.py: the seeds' approach, shared with bench/pipeline.py
 
 from insiders.cluster import store
 from insiders.cluster.config import ClusterConfig
@@ -37,9 +37,6 @@ from insiders.load import load_file
 from insiders.settings import Paths
 
 REAL_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail.parquet"
-SEED_FEATURES = ["gross_revenue", "recency_days", "n_invoices", "n_items", "n_distinct_products", "avg_ticket",
-                 "avg_days_between_purchases", "purchase_frequency", "n_returned_items", "avg_basket_size",
-                 "avg_unique_basket_size"]
 
 
 def traced_peak(step: Callable[[], str]) -> float:
@@ -72,26 +69,6 @@ def default_stage(features: pd.DataFrame, as_of: date) -> str:
     return f"{model.candidate_id} of {len(candidates)} candidates, top segment {in_top.mean():.1%} of customers"
 
 
-def seeds_stage(features: pd.DataFrame) -> str:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import umap
-        from sklearn.ensemble import RandomForestRegressor
-        from sklearn.metrics import silhouette_score
-        from sklearn.mixture import GaussianMixture
-        from sklearn.preprocessing import MinMaxScaler
-
-        matrix = MinMaxScaler().fit_transform(features[SEED_FEATURES].astype(float).fillna(0.0))
-        forest = RandomForestRegressor(n_estimators=100, random_state=42, n_jobs=-1)
-        forest.fit(matrix, features["gross_revenue"].astype(float))
-        leaves = forest.apply(matrix)
-        embedding = umap.UMAP(random_state=42).fit_transform(leaves)
-        mixture = GaussianMixture(n_components=8, n_init=10, random_state=42).fit(embedding)
-        labels = mixture.predict(embedding)
-        silhouette = silhouette_score(embedding, labels)
-    return f"GMM k=8 on RF-leaf UMAP, silhouette in the 2-D embedding {silhouette:.3f}"
-
-
 def prepare(paths: Paths, lines_file: Path) -> tuple[pd.DataFrame, date]:
     base = resolve_target(paths)
     target = replace(base, dbname="insiders_bench") if base.embedded else base
@@ -113,7 +90,7 @@ def main() -> None:
     features, as_of = prepare(Paths.resolve(), args.lines_file)
     print(f"{len(features):,} customers as of {as_of}, {psutil.cpu_count()} cores", flush=True)
     ours = measure("default", lambda: default_stage(features, as_of))
-    seeds = measure("seeds", lambda: seeds_stage(features))
+    seeds = measure("seeds", lambda: seeds_clustering(features))
     print(f"\nthe default stage is {seeds['seconds'] / ours['seconds']:.1f}x faster than the seeds' approach "
           f"and needs {seeds['peak_mib'] / ours['peak_mib']:.1f}x less memory at its peak")
 

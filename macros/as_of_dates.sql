@@ -1,9 +1,10 @@
 {#-
-    The feature cutoffs as a select of one `as_of_date` column (the as-of spine):
-    - the `as_of_dates` var (a list of dates, or a comma-separated string) builds several cutoffs in one statement,
-      as backfills and backtests need;
-    - else the `as_of_date` var, one cutoff;
-    - else the last invoice date of the staged lines.
+    The feature cutoffs as a select of one `as_of_date` column (the as-of spine), first of:
+    - the `as_of_dates` var (a list of dates, or a comma-separated string), or the `as_of_date` var, when you
+      run dbt yourself;
+    - the dates `insiders` requested in control.feature_dates (it passes dates through data, so that a new
+      date does not make dbt parse the project again);
+    - the last invoice date of the staged lines.
 -#}
 {% macro as_of_dates() -%}
     {%- set many = var('as_of_dates', none) -%}
@@ -14,9 +15,27 @@
     {%- if many -%}
         select cast(as_of_date as date) as as_of_date
         from (values {% for day in many %}('{{ day }}'){{ ", " if not loop.last }}{% endfor %}) as spine (as_of_date)
-    {%- elif one is none or one == '' -%}
-        select max(invoice_date) as as_of_date from {{ ref('stg_online_retail__invoice_lines') }}
-    {%- else -%}
+    {%- elif one is not none and one != '' -%}
         select cast('{{ one }}' as date) as as_of_date
+    {%- else -%}
+        select requested.as_of_date
+        from {{ source('control', 'feature_dates') }} as requested
+        union all
+        select max(staged_lines.invoice_date) as as_of_date
+        from {{ ref('stg_online_retail__invoice_lines') }} as staged_lines
+        where not exists (select 1 from {{ source('control', 'feature_dates') }})
+    {%- endif -%}
+{%- endmacro %}
+
+{#-
+    The as-of date the segment marts present as current: the `as_of_date` var, else the date `insiders` set in
+    control.current_as_of, else null (the latest date labelled).
+-#}
+{% macro current_as_of_date() -%}
+    {%- set one = var('as_of_date', none) -%}
+    {%- if one is not none and one != '' -%}
+        cast('{{ one }}' as date)
+    {%- else -%}
+        (select max(current_as_of.as_of_date) from {{ source('control', 'current_as_of') }} as current_as_of)
     {%- endif -%}
 {%- endmacro %}

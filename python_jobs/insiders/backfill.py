@@ -9,7 +9,6 @@ from datetime import date, timedelta
 from . import db, stages
 from .cluster.config import ClusterConfig
 from .cluster.job import run_clustering
-from .dbt_runner import run_dbt
 from .errors import InsidersError
 from .program.config import ProgramConfig
 from .progress import StageTimer
@@ -39,8 +38,11 @@ def backfill(paths: Paths, target: Target, dates: list[date], *, refit: bool = F
              config: ClusterConfig | None = None, program: ProgramConfig | None = None) -> None:
     """Labels for every date in order, each with the model in force at that date: a fit at the first date (on
     data up to it) unless one fitted on earlier data exists, then the refit policy (a new fit when the model's
-    data is `refit_every_months` old). No date is ever labelled by a model that saw later lines. Then the
-    segment marts and one snapshot per date so that membership history has its validity dates."""
+    data is `refit_every_months` old). No date is ever labelled by a model that saw later lines.
+
+    Set-based where the work is: every date's features in one dbt statement, each inner backtest measured once
+    for all the dates that read it, and one dbt build of the segment marts at the end (membership history is a
+    gaps-and-islands model over all labelled dates, not a replay date by date)."""
     timer = StageTimer()
     program = program or ProgramConfig()
     with timer.stage(f"features for {len(dates)} as-of dates and their inner backtests"):
@@ -53,14 +55,7 @@ def backfill(paths: Paths, target: Target, dates: list[date], *, refit: bool = F
                      "fitted now" if result.mode == "fit" else "in force", result.n_insiders,
                      result.insider_definition)
     with timer.stage("segment marts and membership history"):
-        run_dbt(paths, target, ["run", "--select", "source:ml+,+fct_customer_segments"], quiet=True)
-        # each as-of date's current state goes through the snapshot in order, which dates the segment changes
-        for day in dates:
-            run_dbt(paths, target, ["build", "--select", "dim_customers", "snp_customer_segments",
-                                    *stages.as_of_vars(day)], quiet=True)
-        # the segment marts, built and tested; the feature mart is tested, not rebuilt (built dates are kept)
-        run_dbt(paths, target, ["build", "--select", "source:ml+"], quiet=True)
-        run_dbt(paths, target, ["test", "--select", "fct_customer_features"], quiet=True)
+        stages.build_marts(paths, target, max(dates))
     log.info("backfilled %d as-of dates (%s to %s); timings: %s", len(dates), dates[0], dates[-1],
              ", ".join(f"{k} {v:.0f} s" for k, v in timer.timings.items()))
 

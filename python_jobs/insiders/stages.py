@@ -7,16 +7,16 @@ date, and the earlier cutoffs its inner backtests use) is built in one dbt state
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 
 import psycopg
 
 from . import db
-from .dbt_runner import run_dbt
+from .dbt_runner import invoke_dbt
 from .errors import InsidersError
 from .load import ensure_raw_schema, load_file
 from .program.choice import required_dates
@@ -70,21 +70,36 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
     if not missing:
         log.info("features for %d as-of dates are built already; kept as they are", len(needed))
         return []
-    dates = json.dumps({"as_of_dates": [day.isoformat() for day in missing]})
-    run_dbt(paths, target, ["build", "--exclude", "source:ml+", "--vars", dates], quiet=True)
+    with requested_dates(target, "control.feature_dates", missing):
+        invoke_dbt(paths, target, ["build", "--exclude", "source:ml+"])
     return missing
 
 
 def build_marts(paths: Paths, target: Target, as_of: date | None = None) -> None:
     """dbt: the segment marts and reports over the ml tables (as of `as_of`, else the latest date labelled)."""
-    run_dbt(paths, target, ["build", "--select", "source:ml+", *(as_of_vars(as_of) if as_of else [])], quiet=True)
-
-
-def as_of_vars(as_of: date) -> list[str]:
-    """dbt arguments that set the marts' current as-of date."""
-    return ["--vars", json.dumps({"as_of_date": as_of.isoformat()})]
+    with requested_dates(target, "control.current_as_of", [as_of] if as_of else []):
+        invoke_dbt(paths, target, ["build", "--select", "source:ml+"])
 
 
 def build_backtest_marts(paths: Paths, target: Target) -> None:
     """dbt: rpt_backtests over ml.backtests, so that BI and the report see the new results."""
-    run_dbt(paths, target, ["build", "--select", "+rpt_backtests"], quiet=True)
+    invoke_dbt(paths, target, ["build", "--select", "+rpt_backtests"])
+
+
+@contextmanager
+def requested_dates(target: Target, table: str, dates: Iterable[date]) -> Iterator[None]:
+    """The dates the next dbt build reads from a control table, there for the build and removed after it, so
+    that a later hand-run `dbt build` computes its own default again."""
+    with db.connect(target) as conn:
+        ensure_raw_schema(conn)
+        with conn.transaction():
+            conn.execute(f"delete from {table}")
+            with conn.cursor().copy(f"copy {table} (as_of_date) from stdin") as copy:
+                for day in sorted(set(dates)):
+                    copy.write_row((day,))
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(f"delete from {table}")
+            conn.commit()

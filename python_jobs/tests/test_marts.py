@@ -80,14 +80,14 @@ def test_hypotheses_each_have_a_figure_with_its_interval(backfilled):
 
 
 def test_membership_history_has_validity_dates_and_reruns_add_no_duplicates(backfilled, test_paths):
-    versions = query(backfilled, "select count(*), count(distinct customer_id), min(dbt_valid_from)::date"
-                                 " from marts.snp_customer_segments")[0]
+    versions = query(backfilled, "select count(*), count(distinct customer_id), min(valid_from)"
+                                 " from marts.fct_segment_memberships")[0]
     assert versions[0] > versions[1]  # some customers changed segment over the three months
     assert versions[2] == BACKFILL_DATES[0]
     before = query(backfilled, "select count(*) from ml.customer_segments")
     backfill(test_paths, backfilled, BACKFILL_DATES[-1:])
     assert query(backfilled, "select count(*) from ml.customer_segments") == before
-    assert query(backfilled, "select count(*) from marts.snp_customer_segments")[0][0] == versions[0]
+    assert query(backfilled, "select count(*) from marts.fct_segment_memberships")[0][0] == versions[0]
 
 
 def test_analyst_role_reads_the_marts_and_nothing_else(backfilled, monkeypatch):

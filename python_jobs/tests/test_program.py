@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from insiders.program import rankings
-from insiders.program.choice import decide, inner_cutoffs, required_dates, training_cutoff
+from insiders.program.choice import (
+    decide,
+    inner_cutoffs,
+    month_end_on_or_before,
+    required_dates,
+    training_cutoff,
+)
 from insiders.program.config import ProgramConfig
 from insiders.program.evaluate import measure_groups
 from insiders.program.hypotheses import measure_hypotheses
@@ -55,17 +61,26 @@ def test_a_random_group_has_lift_about_one():
     assert row["future_revenue_share_low"] <= row["customer_share"] <= row["future_revenue_share_high"]
 
 
-def test_inner_cutoffs_end_their_horizons_by_the_as_of_date_and_need_history():
+def test_inner_cutoffs_are_month_ends_whose_horizons_end_by_the_as_of_date_and_need_history():
     config = ProgramConfig()
     assert inner_cutoffs(date(2011, 12, 9), date(2010, 12, 1), config) == [
-        date(2011, 7, 12), date(2011, 8, 11), date(2011, 9, 10)]
-    assert inner_cutoffs(date(2011, 6, 30), date(2010, 12, 1), config) == [date(2011, 3, 2), date(2011, 4, 1)]
+        date(2011, 6, 30), date(2011, 7, 31), date(2011, 8, 31)]
+    # every day of a month from the 29th on reads the same three: measured once, reused
+    assert inner_cutoffs(date(2011, 11, 29), date(2010, 12, 1), config) == inner_cutoffs(
+        date(2011, 12, 9), date(2010, 12, 1), config)
+    assert inner_cutoffs(date(2011, 11, 30), date(2010, 12, 1), config)[-1] == date(2011, 8, 31)
+    assert inner_cutoffs(date(2011, 6, 30), date(2010, 12, 1), config) == [date(2011, 3, 31)]
     assert inner_cutoffs(date(2011, 3, 31), date(2010, 12, 1), config) == []
-    assert all(c + timedelta(days=config.horizon_days) <= date(2011, 12, 9)
-               for c in inner_cutoffs(date(2011, 12, 9), date(2010, 12, 1), config))
+    for as_of in (date(2011, 12, 9), date(2011, 2, 28) + timedelta(days=400), date(2012, 3, 1)):
+        assert all(c + timedelta(days=config.horizon_days) <= as_of
+                   for c in inner_cutoffs(as_of, date(2010, 12, 1), config))
+    assert month_end_on_or_before(date(2012, 2, 29)) == date(2012, 2, 29)
+    assert month_end_on_or_before(date(2012, 2, 28)) == date(2012, 1, 31)
+    assert month_end_on_or_before(date(2011, 12, 31)) == date(2011, 12, 31)
     assert training_cutoff(date(2011, 3, 31), date(2010, 12, 1), config) is None
     days = required_dates(date(2011, 12, 9), date(2010, 12, 1), config)
-    assert max(days) == date(2011, 12, 9) and date(2011, 6, 12) in days  # the trained model's window at 09-10
+    assert days == [date(2011, 3, 31), date(2011, 4, 30), date(2011, 5, 31), date(2011, 6, 30), date(2011, 7, 31),
+                    date(2011, 8, 31), date(2011, 12, 9)]  # month-ends, shared with backfills, and the date itself
 
 
 def _evidence(shares: dict[str, list[float]]) -> pd.DataFrame:

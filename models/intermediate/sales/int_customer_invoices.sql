@@ -1,3 +1,11 @@
+{{
+    config(
+        materialized='table',
+        indexes=[{'columns': ['invoice_date']}],
+        post_hook="{{ analyze_table() }}",
+    )
+}}
+
 {#- One row per customer, invoice and invoice date of the kept lines, split into purchased and returned amounts. -#}
 with kept_lines as (
 

@@ -1,16 +1,15 @@
 {{ config(contract={'enforced': true}) }}
 
 {#-
-    One row per customer: the segment at the current as-of date (the `as_of_date` var, else the latest
+    One row per customer: the segment at the current as-of date (macro current_as_of_date, else the latest
     segmented), since when the customer has been in it, and the latest features.
 -#}
 
 with history as (
 
-    select * from {{ ref('fct_customer_segments') }}
-    {%- if var('as_of_date', none) %}
-        where as_of_date <= cast('{{ var("as_of_date") }}' as date)
-    {%- endif %}
+    select segments.*
+    from {{ ref('fct_customer_segments') }} as segments
+    where segments.as_of_date <= coalesce({{ current_as_of_date() }}, segments.as_of_date)
 
 ),
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import version
 
@@ -128,6 +128,16 @@ def refit_reason(fit: store.FitRecord | None, as_of: date, refit: bool, config: 
     return ""
 
 
+def same_kind_grid(model: SegmentModel) -> ClusterConfig:
+    """A grid of one candidate, the model's own (embedding, algorithm and k), to refit on other data."""
+    embedding, algorithm, *k = model.candidate_id.split("/")
+    grid = replace(model.config, embeddings=(embedding,), algorithms=(algorithm,))
+    if k:
+        n = int(k[0].removeprefix("k="))
+        grid = replace(grid, k_min=n, k_max=n)
+    return grid
+
+
 def tsne_map(model: SegmentModel, features: pd.DataFrame, seed: int) -> np.ndarray:
     """t-SNE of this run's customers in the model's scaled space: a picture, recomputed per run."""
     from sklearn.manifold import TSNE
@@ -138,15 +148,17 @@ def tsne_map(model: SegmentModel, features: pd.DataFrame, seed: int) -> np.ndarr
 
 def calibrated_forecast(as_of: date, features: pd.DataFrame, window: RecentWindow | None,
                         program: ProgramConfig) -> Forecast:
-    """The spend forecast at `as_of`, its revenue scaled by how the same models did on the window ending at
-    `as_of` (forecast from its start, judged on its lines): both use data up to `as_of` only."""
+    """The spend forecast at `as_of`, its revenue scaled by how the same models did on the latest window that ends
+    by `as_of` (forecast from its start, judged on its lines): both use data up to `as_of` only."""
     forecast = forecast_customers(features, horizons_with(program.horizon_days))
     if window is None:
         return forecast.calibrated(1.0, f"no calibration: less than {program.min_history_days} days of data before "
-                                        f"{as_of - timedelta(days=program.horizon_days)}")
+                                        f"the last month-end {program.horizon_days} days before {as_of}")
+    end = window.start + timedelta(days=program.horizon_days)
     factor = revenue_calibration(window.features, window.outcome["gross_revenue"], program.horizon_days)
-    log.info("spend forecast calibrated by %.3f (actual / forecast revenue of %s to %s)", factor, window.start, as_of)
-    return forecast.calibrated(factor, f"actual / forecast revenue of the {program.horizon_days} days ending {as_of}")
+    log.info("spend forecast calibrated by %.3f (actual / forecast revenue of %s to %s)", factor, window.start, end)
+    return forecast.calibrated(factor, f"actual / forecast revenue of the {program.horizon_days} days after "
+                                       f"{window.start}")
 
 
 def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None = None, refit: bool = False,
@@ -197,7 +209,7 @@ def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None
     with timer.stage("forecast spend"):
         forecast = calibrated_forecast(as_of, features, window, program)
     with timer.stage("choose the Insiders"):
-        choice = choose_definition(conn, as_of, data_start, program, config)
+        choice = choose_definition(conn, as_of, data_start, program, same_kind_grid(model))
         scores = candidate_scores(features, program, forecast=forecast, segment_id=assignment.segment_id,
                                   window=window)
         definition = choice.definition if choice.definition in scores else FALLBACK

@@ -10,6 +10,8 @@ history) the run uses top past revenue and says so.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
@@ -49,16 +51,25 @@ class ProgramChoice:
                              for row in self.evidence.to_dict("records")]}
 
 
+def month_end_on_or_before(day: date) -> date:
+    next_month_first = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
+    last = next_month_first - timedelta(days=1)
+    return last if last <= day else day.replace(day=1) - timedelta(days=1)
+
+
 def inner_cutoffs(as_of: date, data_start: date, config: ProgramConfig) -> list[date]:
-    """The latest cutoff whose horizon ends on the as-of date, then every `inner_step_days` before it."""
-    first = as_of - timedelta(days=config.horizon_days)
-    candidates = [first - timedelta(days=config.inner_step_days * k) for k in range(config.inner_cutoffs)]
-    return sorted(c for c in candidates if (c - data_start).days >= config.min_history_days)
+    """The latest month-end whose horizon ends by the as-of date, and the month-ends before it."""
+    cutoffs = [month_end_on_or_before(as_of - timedelta(days=config.horizon_days))]
+    while len(cutoffs) < config.inner_cutoffs:
+        cutoffs.append(month_end_on_or_before(cutoffs[-1].replace(day=1) - timedelta(days=1)))
+    return sorted(c for c in cutoffs if (c - data_start).days >= config.min_history_days)
 
 
 def training_cutoff(day: date, data_start: date, config: ProgramConfig) -> date | None:
-    """Where the trained model's training window starts for scoring at `day`, if there is enough history."""
-    start = day - timedelta(days=config.horizon_days)
+    """Where the window the trained model learns from and the forecast is calibrated on starts, for scoring at
+    `day`: the latest month-end whose horizon ends by `day` (shared by every date of a month), if there is enough
+    history before it."""
+    start = month_end_on_or_before(day - timedelta(days=config.horizon_days))
     return start if (start - data_start).days >= config.min_history_days else None
 
 
@@ -88,19 +99,21 @@ def required_dates(as_of: date, data_start: date, config: ProgramConfig) -> list
     return sorted(days)
 
 
-def candidate_scores(features: pd.DataFrame, config: ProgramConfig, *, forecast: Forecast,
-                     segment_id: np.ndarray | None, window: RecentWindow | None) -> dict[str, np.ndarray]:
+def candidate_scores(features: pd.DataFrame, config: ProgramConfig, *, forecast: Forecast | None,
+                     segment_id: np.ndarray | None, window: RecentWindow | None,
+                     wanted: set[str] | None = None) -> dict[str, np.ndarray]:
     """Every computable candidate's ranking score for the customers of `features` (the mart at one date; `window`
-    is the one ending there). The simple rules and the forecast's ranking are always there: they are the fallback
-    and the backtests' baselines."""
-    wanted = set(config.candidates) | set(SIMPLE_RULES) | {"top_expected_revenue"}
+    is the one ending there), of those `wanted` (default: the configured candidates, the simple rules and the
+    forecast's ranking, which are the fallback and the backtests' baselines)."""
+    wanted = wanted if wanted is not None else set(config.candidates) | set(SIMPLE_RULES) | {"top_expected_revenue"}
     scores = {
         "top_past_revenue": features["gross_revenue"].to_numpy(dtype=float),
         "net_revenue": features["net_revenue"].to_numpy(dtype=float),
         "decayed_revenue": features["decayed_revenue"].to_numpy(dtype=float),
         "rfm_score": rankings.rfm_score(features).astype(float),
-        "top_expected_revenue": forecast.expected_revenue(config.horizon_days),
     }
+    if forecast is not None:
+        scores["top_expected_revenue"] = forecast.expected_revenue(config.horizon_days)
     if segment_id is not None:
         scores["top_segment"] = rankings.segment_score(segment_id, scores["top_past_revenue"])
     if "trained_model" in wanted and window is not None:
@@ -111,7 +124,9 @@ def candidate_scores(features: pd.DataFrame, config: ProgramConfig, *, forecast:
 
 def _segments_fitted_at(features: pd.DataFrame, day: date, cluster_config: ClusterConfig) -> np.ndarray | None:
     """Segments of a model fitted on this cutoff's customers, or None (the candidate sits this cutoff out) when
-    they are too few or alike to cluster."""
+    they are too few or alike to cluster. `cluster_config` is the grid to fit: the job passes the one candidate
+    of the model in force (its embedding, algorithm and k), refitted on the cutoff's customers, so that the
+    backtest judges the kind of segments the run uses at the cost of one fit instead of a whole grid."""
     from ..cluster.job import fit_model
 
     try:
@@ -123,21 +138,68 @@ def _segments_fitted_at(features: pd.DataFrame, day: date, cluster_config: Clust
 
 
 def measure_inner_cutoff(conn: psycopg.Connection, cutoff: date, data_start: date, config: ProgramConfig,
-                         cluster_config: ClusterConfig) -> pd.DataFrame:
+                         cluster_config: ClusterConfig, wanted: set[str]) -> pd.DataFrame:
+    """Each `wanted` candidate's share of the horizon's net revenue at `cutoff`, at the program's size."""
     features = store.read_features(conn, cutoff)
-    segment_id = _segments_fitted_at(features, cutoff, cluster_config) if "top_segment" in config.candidates \
-        else None
-    window = recent_window(conn, cutoff, data_start, config) if "trained_model" in config.candidates else None
-    scores = candidate_scores(features, config, forecast=forecast_customers(features, horizons_with(
-        config.horizon_days)), segment_id=segment_id, window=window)
+    segment_id = _segments_fitted_at(features, cutoff, cluster_config) if "top_segment" in wanted else None
+    window = recent_window(conn, cutoff, data_start, config) if "trained_model" in wanted else None
+    forecast = forecast_customers(features, horizons_with(config.horizon_days)) \
+        if "top_expected_revenue" in wanted else None
+    scores = candidate_scores(features, config, forecast=forecast, segment_id=segment_id, window=window,
+                              wanted=wanted)
     net = aligned(future_revenue(conn, cutoff, config.horizon_days), features["customer_id"], "net_revenue")
     size = config.program_size(len(features))
     gross, ids = features["gross_revenue"].to_numpy(dtype=float), features["customer_id"].to_numpy()
-    names = list(scores)
-    groups = np.column_stack([rankings.top_n(scores[name], gross, ids, size) for name in names])
-    shares = revenue_shares(net.to_numpy(), groups.astype(float))
-    return pd.DataFrame({"cutoff_date": cutoff, "candidate": names, "n_customers": size,
-                         "future_revenue_share": shares.round(6)})
+    names = sorted(scores)
+    groups = np.column_stack([rankings.top_n(scores[name], gross, ids, size) for name in names]) if names \
+        else np.zeros((len(ids), 0), dtype=bool)
+    shares = revenue_shares(net.to_numpy(), groups.astype(float)).round(6)
+    # a candidate that cannot be computed at this cutoff is recorded as such (no share), not measured again
+    uncomputable = sorted(wanted - set(names))
+    return pd.DataFrame({"cutoff_date": cutoff, "candidate": names + uncomputable, "n_customers": size,
+                         "future_revenue_share": [*shares, *[np.nan] * len(uncomputable)]})
+
+
+# the one candidate whose inner backtest depends on the segment model (its kind is refitted at the cutoff)
+SEGMENT_CANDIDATES = {"top_segment"}
+
+
+def settings_key(config: ProgramConfig, data_start: date, cluster_config: ClusterConfig | None = None) -> str:
+    """What an inner backtest's result depends on besides its cutoff, as a short hash; the segment grid only for
+    the candidates that use segments."""
+    settings = {"program_share": config.program_share, "horizon_days": config.horizon_days,
+                "min_history_days": config.min_history_days, "seed": config.seed, "data_start": data_start,
+                "grid": cluster_config.as_dict() if cluster_config else None}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def inner_backtest(conn: psycopg.Connection, cutoff: date, data_start: date, config: ProgramConfig,
+                   cluster_config: ClusterConfig) -> pd.DataFrame:
+    """The inner backtest at `cutoff`: each candidate read from ml.inner_backtests when it was measured with the
+    same settings, the others measured now and kept there (in the caller's transaction)."""
+    wanted = set(config.candidates) | set(SIMPLE_RULES) | {"top_expected_revenue"}
+    keys = {name: settings_key(config, data_start, cluster_config if name in SEGMENT_CANDIDATES else None)
+            for name in wanted}
+    rows = conn.execute(
+        "select candidate, n_customers, future_revenue_share, settings_key from ml.inner_backtests"
+        " where cutoff_date = %s and horizon_days = %s and candidate = any(%s) and settings_key = any(%s)",
+        (cutoff, config.horizon_days, sorted(wanted), sorted(set(keys.values())))).fetchall()
+    known = pd.DataFrame([row[:3] for row in rows if keys[row[0]] == row[3]],
+                         columns=["candidate", "n_customers", "future_revenue_share"])
+    known = known.assign(cutoff_date=cutoff).astype({"future_revenue_share": float})
+    missing = wanted - set(known["candidate"])
+    if not missing:
+        return known[["cutoff_date", "candidate", "n_customers", "future_revenue_share"]]
+    measured = measure_inner_cutoff(conn, cutoff, data_start, config, cluster_config, missing)
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into ml.inner_backtests (cutoff_date, horizon_days, settings_key, candidate, n_customers,"
+            " future_revenue_share) values (%s, %s, %s, %s, %s, %s) on conflict do nothing",
+            [(cutoff, config.horizon_days, keys[row.candidate], row.candidate, int(row.n_customers),
+              None if np.isnan(row.future_revenue_share) else float(row.future_revenue_share))
+             for row in measured.itertuples()])
+    return pd.concat([known, measured], ignore_index=True)[
+        ["cutoff_date", "candidate", "n_customers", "future_revenue_share"]]
 
 
 def choose_definition(conn: psycopg.Connection, as_of: date, data_start: date, config: ProgramConfig,
@@ -148,7 +210,7 @@ def choose_definition(conn: psycopg.Connection, as_of: date, data_start: date, c
                   f"needs {config.min_history_days} days before it and {config.horizon_days} after): "
                   f"the strongest simple rule, {FALLBACK}")
         return ProgramChoice(FALLBACK, reason, [])
-    evidence = pd.concat([measure_inner_cutoff(conn, c, data_start, config, cluster_config) for c in cutoffs],
+    evidence = pd.concat([inner_backtest(conn, c, data_start, config, cluster_config) for c in cutoffs],
                          ignore_index=True)
     definition, reason = decide(evidence, config)
     return ProgramChoice(definition, reason, cutoffs, evidence)

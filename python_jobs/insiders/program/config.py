@@ -26,11 +26,11 @@ class ProgramConfig:
     program_share: float = 0.15
     # The future the program is judged on: revenue in the `horizon_days` after the as-of date.
     horizon_days: int = 90
-    # Inner backtests, which choose the definition: cutoffs `inner_step_days` apart, the latest `horizon_days`
-    # before the as-of date (so every horizon ends by it), at most `inner_cutoffs` of them, none with less than
-    # `min_history_days` of data before it.
+    # Inner backtests, which choose the definition: month-ends, the latest one at least `horizon_days` before the
+    # as-of date (so every horizon ends by it), at most `inner_cutoffs` of them, none with less than
+    # `min_history_days` of data before it. Month-ends, so that every run of a month and every date of a backfill
+    # shares them: each is measured once and kept in ml.inner_backtests.
     inner_cutoffs: int = 3
-    inner_step_days: int = 30
     min_history_days: int = 90
     # A challenger replaces the strongest simple rule only if it captured at least this much more future revenue
     # on average over the inner cutoffs and more at every one of them: on the real file the differences between

@@ -171,3 +171,16 @@ begin
     end if;
 end
 $$;
+
+-- The inner backtests the Insider choice reads, measured once per cutoff and settings and reused by every later
+-- run (a cutoff's horizon ends by the as-of dates that read it, so a measurement never changes with later data).
+create table if not exists ml.inner_backtests (
+    cutoff_date date not null,
+    horizon_days integer not null,
+    settings_key text not null,
+    candidate text not null,
+    n_customers integer not null,
+    future_revenue_share double precision,
+    measured_at timestamptz not null default now(),
+    primary key (cutoff_date, horizon_days, settings_key, candidate)
+);

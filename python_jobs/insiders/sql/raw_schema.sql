@@ -43,3 +43,15 @@ create table if not exists raw.rejected_invoice_lines (
     reason text not null,
     primary key (batch_id, source_sheet, source_line)
 );
+
+-- What the next dbt build computes, written by `insiders` just before it runs dbt and emptied after. Dates
+-- travel through data, not `--vars`: a new var value would make dbt parse the whole project again.
+create schema if not exists control;
+
+create table if not exists control.feature_dates (
+    as_of_date date primary key
+);
+
+create table if not exists control.current_as_of (
+    as_of_date date primary key
+);
