@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: run test lint unit clean-state bench
+.PHONY: run test lint unit clean-state bench bench-scale
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,8 +27,14 @@ lint: $(STAMP)
 unit: $(STAMP)
 	DO_NOT_TRACK=1 $(BIN)/pytest $(ARGS)
 
+## benchmarks print figures (never timed tests): the run on the real file against the seeds, then clustering alone
 bench: $(STAMP)
+	$(BIN)/python bench/pipeline.py
 	$(BIN)/python bench/clustering_stage.py
+
+## the demo data at 1, 3 and 10 million lines, and one appended day (about 20 minutes)
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py
 
 ## stop the embedded database and delete its data
 clean-state: $(STAMP)

@@ -1,4 +1,4 @@
-{{ config(contract={'enforced': true}) }}
+{{ config(contract={'enforced': true}, indexes=[{'columns': ['customer_id'], 'unique': true}, {'columns': ['segment_id']}]) }}
 
 {#-
     One row per customer: the segment at the current as-of date (macro current_as_of_date, else the latest

@@ -1,4 +1,4 @@
-{{ config(contract={'enforced': true}) }}
+{{ config(contract={'enforced': true}, indexes=[{'columns': ['as_of_date', 'customer_id'], 'unique': true}, {'columns': ['customer_id']}]) }}
 
 {#- One row per customer per as-of date: the segment history, with the features the summaries read. -#}
 

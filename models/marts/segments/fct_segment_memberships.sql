@@ -1,4 +1,4 @@
-{{ config(contract={'enforced': true}) }}
+{{ config(contract={'enforced': true}, indexes=[{'columns': ['customer_id', 'valid_from'], 'unique': true}]) }}
 
 {#-
     One row per customer and stay in a segment (gaps and islands over the labelled as-of dates): a stay runs from

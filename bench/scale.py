@@ -1,0 +1,112 @@
+"""Benchmark: how the run grows with the data, and what appending one day costs.
+
+    .venv/bin/python bench/scale.py [--lines 1000000,3000000,10000000] [--data-dir /tmp/insiders-scale]
+
+For each size, the demo generator's CSV (made once and kept in --data-dir) goes through `insiders run` on a new
+database, as its own process: per-stage wall time (load, features, segments/forecast/Insiders, marts), lines
+loaded per second, and the peak resident memory of the Python process (sampled every 50 ms). Then, on the
+largest database, one more day (the last day's lines again, dated the next day, about 0.3% of the lines) is
+appended with `insiders run --input DAY.csv`, which loads it and labels the new as-of date: the figure to compare
+with the full run. PostgreSQL's memory is what its configuration allows (printed), not sampled.
+Figures are for this machine in this run: compare the ratios, not the seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from datetime import date, timedelta
+from pathlib import Path
+
+import psutil
+import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from measure import INSIDERS, Measured, drop_database, environment, new_database, run_measured, show
+
+from insiders.db import resolve_target
+from insiders.demo_data import generate
+from insiders.settings import Paths, Target
+
+MEMORY_SETTINGS = ("shared_buffers", "work_mem", "maintenance_work_mem", "max_connections")
+
+
+def demo_file(data_dir: Path, n_lines: int) -> Path:
+    path = data_dir / f"demo_{n_lines}.csv"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        generate(path, n_lines=n_lines, seed=42)
+    return path
+
+
+def next_day_file(source: Path, out: Path) -> tuple[Path, date, int]:
+    """The source's last day of lines, dated one day later under new invoice numbers."""
+    table = pacsv.read_csv(source, convert_options=pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in ("InvoiceNo", "StockCode", "InvoiceDate", "CustomerID")}))
+    day_text = pc.utf8_slice_codeunits(table["InvoiceDate"], 0, 10)
+    last = max(date(int(y), int(m), int(d)) for m, d, y in
+               (text.split(" ")[0].split("/") for text in pc.unique(day_text).to_pylist()))
+    prefix = f"{last.month}/{last.day}/{last.year} "
+    lines = table.filter(pc.starts_with(table["InvoiceDate"], prefix))
+    following = last + timedelta(days=1)
+    lines = lines.set_column(lines.schema.get_field_index("InvoiceDate"), "InvoiceDate", pc.replace_substring(
+        lines["InvoiceDate"], prefix, f"{following.month}/{following.day}/{following.year} "))
+    lines = lines.set_column(lines.schema.get_field_index("InvoiceNo"), "InvoiceNo",
+                             pc.binary_join_element_wise(lines["InvoiceNo"], pa.scalar("N"), ""))
+    pacsv.write_csv(lines, out)
+    return out, following, lines.num_rows
+
+
+def memory_settings(target: Target) -> str:
+    with psycopg.connect(target.url) as conn:
+        rows = conn.execute("select name, setting, unit from pg_settings where name = any(%s)",
+                            (list(MEMORY_SETTINGS),)).fetchall()
+    return ", ".join(f"{name} {setting}{' (' + unit + ')' if unit else ''}" for name, setting, unit in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--lines", default="1000000,3000000,10000000",
+                        type=lambda text: [int(n) for n in text.split(",")], help="demo sizes, comma-separated")
+    parser.add_argument("--data-dir", type=Path, default=Path(tempfile.gettempdir()) / "insiders-scale")
+    parser.add_argument("--keep", action="store_true", help="keep the databases (their names are printed)")
+    args = parser.parse_args()
+    base = resolve_target(Paths.resolve())
+    print(f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; PostgreSQL "
+          f"{memory_settings(base)}", flush=True)
+    made: list[Target] = []
+    largest: tuple[Target, Path, Measured] | None = None
+    try:
+        for n_lines in sorted(args.lines):
+            source = demo_file(args.data_dir, n_lines)
+            target = new_database(base, f"bench_scale_{n_lines // 1_000_000}m")
+            made.append(target)
+            with tempfile.TemporaryDirectory(prefix="insiders-scale-") as state:
+                run = run_measured(f"insiders run, {n_lines:,} lines",
+                                   [INSIDERS, "run", "--input", str(source)], environment(target, Path(state)))
+            show(run)
+            load = run.stages.get("load", float("nan"))
+            print(f"    load {n_lines / load:,.0f} lines/s; whole run {n_lines / run.seconds:,.0f} lines/s",
+                  flush=True)
+            largest = (target, source, run)
+        if largest:
+            target, source, full = largest
+            day_file, day, n_day = next_day_file(source, args.data_dir / f"{source.stem}_next_day.csv")
+            with tempfile.TemporaryDirectory(prefix="insiders-scale-") as state:
+                env = environment(target, Path(state))
+                append = run_measured(f"append {day} ({n_day:,} lines) and run for it",
+                                      [INSIDERS, "run", "--input", str(day_file), "--as-of", day.isoformat()], env)
+            show(append)
+            print(f"\nappending one day ({n_day / max(args.lines):.2%} of the lines): "
+                  f"{append.seconds / full.seconds:.1%} of the full run's time (target: under 10%)")
+    finally:
+        if not args.keep:
+            for target in made:
+                drop_database(base, target)
+        else:
+            print("databases kept:", ", ".join(t.dbname for t in made))
+
+
+if __name__ == "__main__":
+    main()
