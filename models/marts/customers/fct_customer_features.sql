@@ -34,17 +34,30 @@ invoices_until_as_of as (
 
 ),
 
+first_product_purchases as (
+
+    -- a product counts from the first day the customer bought it: one row per customer and product, so that
+    -- every as-of date counts these pairs instead of re-reading every line up to it
+    select
+        customer_id,
+        stock_code,
+        min(invoice_date) as first_bought_on
+    from {{ ref('int_invoice_lines__cleaned') }}
+    where not is_return
+    group by customer_id, stock_code
+
+),
+
 products_until_as_of as (
 
     select
         as_of_spine.as_of_date,
-        kept_lines.customer_id,
-        count(distinct kept_lines.stock_code) as n_distinct_products
-    from {{ ref('int_invoice_lines__cleaned') }} as kept_lines
+        first_product_purchases.customer_id,
+        count(*) as n_distinct_products
+    from first_product_purchases
     inner join as_of_spine
-        on kept_lines.invoice_date <= as_of_spine.as_of_date
-    where not kept_lines.is_return
-    group by as_of_spine.as_of_date, kept_lines.customer_id
+        on first_product_purchases.first_bought_on <= as_of_spine.as_of_date
+    group by as_of_spine.as_of_date, first_product_purchases.customer_id
 
 ),
 
