@@ -1,16 +1,28 @@
-"""Pure functions of the clustering job: matching, naming, selection, rules."""
+"""Pure functions of the clustering job: matching, naming, selection, rules, and fitting on a sample."""
 
 from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date
 
 import numpy as np
 import pandas as pd
 
-from insiders.cluster.candidates import Candidate
+from insiders.cluster import candidates as grid
+from insiders.cluster import model as segment_model
+from insiders.cluster.candidates import Candidate, run_grid, sample_rows
 from insiders.cluster.config import ClusterConfig
+from insiders.cluster.features import feature_matrix, make_preprocessor
 from insiders.cluster.identity import match_segments
+from insiders.cluster.job import fit_model
+from insiders.cluster.model import sampled_tsne
 from insiders.cluster.naming import TOP_SEGMENT, name_segments, profile_segments, top_segment
 from insiders.cluster.rules import insider_rules
 from insiders.cluster.select import select
+
+from .test_scale import synthetic_features
+
+AS_OF = date(2011, 12, 9)
 
 
 def test_matching_keeps_ids_of_unchanged_profiles_and_gives_new_ones_otherwise():
@@ -90,3 +102,93 @@ def test_insider_rules_read_as_thresholds_on_mart_columns():
     rules, accuracy = insider_rules(features, is_insider, ClusterConfig())
     assert accuracy == 1.0
     assert rules[0].text == "n_invoices >= 12" and rules[0].precision == 1.0 and rules[0].recall == 1.0
+
+
+# -- fitting on a sample above ClusterConfig.fit_sample customers -----------------------------------------------------
+
+def test_the_fit_sample_is_stratified_by_spend_and_deterministic():
+    revenue = np.random.default_rng(0).lognormal(5, 2, 5_000)
+    rows = sample_rows(revenue, 1_000, seed=1)
+    assert len(rows) == 1_000 and (np.diff(rows) > 0).all()  # sorted, no customer twice
+    assert np.array_equal(rows, sample_rows(revenue, 1_000, seed=1))
+    assert not np.array_equal(rows, sample_rows(revenue, 1_000, seed=2))
+    # 50 strata of 100 customers ranked by spend, 20 sampled from each: the top 2% keep exactly their share
+    stratum = np.empty(len(revenue), dtype=int)
+    stratum[np.argsort(revenue, kind="stable")] = np.arange(len(revenue)) // 100
+    assert (np.bincount(stratum[rows]) == 20).all()
+    assert sample_rows(revenue, 5_000, seed=1) is None  # no more customers than the sample: everyone, as before
+    uneven = sample_rows(revenue[:4_321], 1_234, seed=1)
+    assert len(uneven) == 1_234 and len(np.unique(uneven)) == 1_234
+
+
+def test_below_the_fit_sample_the_fit_is_the_one_before_sampling_existed():
+    """Figures from the code before the sample (ClusterConfig had no fit_sample): same winner, same segments."""
+    features = synthetic_features(2_000, seed=3)
+    for config, winner, sizes in [
+        (ClusterConfig(), "scaled/kmeans/k=5", [105, 174, 524, 592, 605]),
+        (ClusterConfig(algorithms=("gmm", "dbscan", "hdbscan"), embeddings=("pca",)), "pca/hdbscan",
+         [102, 105, 152, 174, 460, 498, 509]),
+    ]:
+        model, candidates, selection = fit_model(features, config, AS_OF, previous=None)
+        counts = np.unique(model.assign(features).segment_id, return_counts=True)[1]
+        assert (model.candidate_id, sorted(counts.tolist())) == (winner, sizes)
+        assert {(c.n_customers, c.sample_size) for c in candidates} == {(2_000, 2_000)}
+        assert selection.as_dict()["fit_sample"] == {"n_customers": 2_000, "fitted_on": 2_000, "sampled": False}
+
+
+def test_above_the_fit_sample_every_candidate_fits_the_sample_and_labels_everyone():
+    features = synthetic_features(3_000, seed=4)
+    config = ClusterConfig(algorithms=("kmeans", "gmm", "ward", "dbscan", "hdbscan"), embeddings=("scaled", "pca"),
+                           k_min=4, k_max=6, fit_sample=600)
+    scaled = make_preprocessor().fit_transform(feature_matrix(features, config.features))
+    revenue = features["gross_revenue"].to_numpy()
+    rows = sample_rows(revenue, config.fit_sample, config.seed)
+    others = np.setdiff1d(np.arange(len(features)), rows)
+    seen = set()
+    for candidate, fitted, embedding in run_grid(scaled, revenue, config):
+        seen.add(candidate.algorithm)
+        assert (candidate.n_customers, candidate.sample_size) == (3_000, 600)
+        assert len(fitted.labels) == 3_000
+        assert (fitted.labels[others] >= 0).all()  # noise is what the fit said of sampled customers only
+        if candidate.algorithm in ("kmeans", "gmm"):  # the estimator places the others
+            points = grid.embed(embedding, scaled[others])
+            assert np.array_equal(fitted.labels[others], fitted.model.predict(points))
+        elif candidate.n_clusters:  # the nearest centroid of the sample's segments places the others
+            points, sample_points = grid.embed(embedding, scaled[others]), grid.embed(embedding, scaled[rows])
+            found = np.unique(fitted.labels[rows][fitted.labels[rows] >= 0])
+            centroids = np.array([sample_points[fitted.labels[rows] == label].mean(axis=0) for label in found])
+            assert np.array_equal(fitted.labels[others], found[grid.centroid_distances(points, centroids).argmin(1)])
+    assert seen == set(config.algorithms)
+
+    model, _, selection = fit_model(features, replace(config, algorithms=("kmeans", "ward")), AS_OF, None)
+    assignment = model.assign(features)
+    assert len(assignment.segment_id) == 3_000 and set(assignment.segment_id) == {s.segment_id for s in model.segments}
+    assert selection.as_dict()["fit_sample"] == {"n_customers": 3_000, "fitted_on": 600, "sampled": True}
+
+
+def test_blocks_do_not_change_assignments(monkeypatch):
+    features = synthetic_features(1_500, seed=5)
+    for config in (ClusterConfig(k_min=4, k_max=6), ClusterConfig(algorithms=("gmm",), embeddings=("pca",),
+                                                                  k_min=4, k_max=6)):
+        model, _, _ = fit_model(features, config, AS_OF, previous=None)
+        whole = model.assign(features)
+        monkeypatch.setattr(grid, "BATCH_ROWS", 97)
+        monkeypatch.setattr(segment_model, "BATCH_ROWS", 97)
+        blocks = model.assign(features)
+        monkeypatch.undo()
+        assert np.array_equal(whole.segment_id, blocks.segment_id)
+        for name in ("confidence", "distance", "map_xy"):
+            np.testing.assert_allclose(getattr(whole, name), getattr(blocks, name), rtol=1e-12, atol=1e-12)
+
+
+def test_sampled_tsne_maps_everyone_from_a_sample():
+    features = synthetic_features(700, seed=6)
+    scaled = make_preprocessor().fit_transform(feature_matrix(features, ClusterConfig().features))
+    revenue = features["gross_revenue"].to_numpy()
+    xy = sampled_tsne(scaled, revenue, seed=1, max_points=250)
+    rows = sample_rows(revenue, 250, 1)
+    others = np.setdiff1d(np.arange(700), rows)
+    assert xy.shape == (700, 2) and np.isfinite(xy).all()
+    # the others sit among their sampled neighbours
+    assert (xy[others].min(axis=0) >= xy[rows].min(axis=0)).all()
+    assert (xy[others].max(axis=0) <= xy[rows].max(axis=0)).all()

@@ -64,7 +64,7 @@ def test_line_tables_grow_batch_by_batch_and_a_replaced_file_counts_once(target,
         load_file(conn, first, replace=True)
     build_features(test_paths, target, [date(2011, 3, 2)], PROGRAM, rebuild=[date(2011, 3, 2)])
     assert count(target, checked) == 60
-    assert count(target, "select count(distinct invoice_line_id) from intermediate.int_invoice_lines__rule_checks") == 60
+    assert count(target, checked.replace("count(*)", "count(distinct invoice_line_id)")) == 60
     # the earlier date keeps what it was built from; the later one sees both days
     assert count(target, "select count(*) from marts.fct_customer_features where as_of_date = '2011-03-01'") == 30
     assert count(target, "select count(*) from marts.fct_customer_features where as_of_date = '2011-03-02'") == 50

@@ -2,6 +2,13 @@
 
 Scores are measured in the scaled feature space, whatever space a candidate clusters in: an embedding that
 squeezes customers into tight 2-D blobs (UMAP, t-SNE) flatters a silhouette measured there.
+
+Memory: Ward's linkage, DBSCAN and HDBSCAN grow with the square of the customers they see. Above
+`ClusterConfig.fit_sample` customers, every candidate is fitted, scored and resampled on one sample stratified by
+spend (the same for all, so they compare like with like), and everyone else is labelled in blocks of
+`BATCH_ROWS` by the fitted segments: the estimator's predict (k-means, Gaussian mixture) or the nearest centroid
+of the sample's segments. Peak memory is then bounded by the sample and the block, not by the customer count.
+At or below `fit_sample` the sample is every customer and nothing changes.
 """
 
 from __future__ import annotations
@@ -25,6 +32,38 @@ from .config import ClusterConfig
 
 log = logging.getLogger(__name__)
 K_FREE = ("dbscan", "hdbscan")  # algorithms that find their own number of clusters
+# customers placed at once when labelling, embedding or measuring distances: a block's temporaries (customers x
+# segments x features floats) stay in tens of MB whatever the customer count; above the default fit sample, so
+# that customers fitted whole are embedded and placed in one block, as before
+BATCH_ROWS = 65_536
+# equal-size strata by rank of log revenue: 2% of customers each, so the top 2% (about the top spenders' share
+# on the real file) is a stratum of its own and keeps its exact share of the sample
+SAMPLE_STRATA = 50
+
+
+# -- the fit sample ----------------------------------------------------------------------------------------
+
+def sample_rows(revenue: np.ndarray, size: int, seed: int) -> np.ndarray | None:
+    """Sorted row numbers of a sample of `size` customers stratified by spend, or None when there are no more
+    customers than that (everyone is fitted). Each stratum (an equal share of customers ranked by log revenue)
+    gives its share of the sample, remainders going to the largest fractions; deterministic given the seed."""
+    n_rows = len(revenue)
+    if n_rows <= size:
+        return None
+    order = np.argsort(np.log1p(np.clip(revenue, 0, None)), kind="stable")
+    strata = np.array_split(order, min(SAMPLE_STRATA, size))
+    exact = np.array([len(stratum) for stratum in strata]) * size / n_rows
+    quotas = np.floor(exact).astype(int)
+    short = size - int(quotas.sum())
+    quotas[np.argsort(-(exact - quotas), kind="stable")[:short]] += 1
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(stratum, size=quota, replace=False) for stratum, quota in zip(strata, quotas, strict=True)]
+    return np.sort(np.concatenate(chosen))
+
+
+def _blocks(n_rows: int) -> Iterator[slice]:
+    for start in range(0, n_rows, BATCH_ROWS):
+        yield slice(start, min(start + BATCH_ROWS, n_rows))
 
 
 # -- embeddings --------------------------------------------------------------------------------------------
@@ -43,7 +82,12 @@ def fit_embedding(name: str, scaled: np.ndarray, log_revenue: np.ndarray, seed: 
 
 
 def embed(embedding, scaled: np.ndarray) -> np.ndarray:
-    return scaled if embedding is None else embedding.transform(scaled)
+    """The embedding's transform, in blocks of BATCH_ROWS customers (one block up to that many)."""
+    if embedding is None:
+        return scaled
+    if len(scaled) <= BATCH_ROWS:
+        return embedding.transform(scaled)
+    return np.concatenate([embedding.transform(scaled[block]) for block in _blocks(len(scaled))])
 
 
 def _umap(seed: int):
@@ -105,6 +149,47 @@ def cluster(algorithm: str, k: int | None, points: np.ndarray, seed: int, min_si
     raise ValueError(algorithm)
 
 
+def centroid_distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Euclidean distance from every point (rows) to every centroid (columns), in blocks of BATCH_ROWS points."""
+    distances = np.empty((len(points), len(centroids)))
+    for block in _blocks(len(points)):
+        distances[block] = np.linalg.norm(points[block, None, :] - centroids[None, :, :], axis=2)
+    return distances
+
+
+def nearest_centroid(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Position of the nearest centroid of every point, in blocks of BATCH_ROWS points."""
+    nearest = np.empty(len(points), dtype=np.intp)
+    for block in _blocks(len(points)):
+        nearest[block] = np.linalg.norm(points[block, None, :] - centroids[None, :, :], axis=2).argmin(axis=1)
+    return nearest
+
+
+def place(fitted: Fitted, fit_points: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Labels for customers the fit did not see: the estimator's predict where it has one, otherwise the nearest
+    centroid (in the space the candidate clusters in) of the segments found on `fit_points`; -1 when the fit
+    found no segment at all."""
+    if not len(points):
+        return np.empty(0, dtype=fitted.labels.dtype)
+    if fitted.model is not None and hasattr(fitted.model, "predict"):
+        return np.concatenate([fitted.model.predict(points[block]) for block in _blocks(len(points))])
+    found = np.unique(fitted.labels[fitted.labels >= 0])
+    if not len(found):
+        return np.full(len(points), -1, dtype=fitted.labels.dtype)
+    centroids = np.array([fit_points[fitted.labels == label].mean(axis=0) for label in found])
+    return found[nearest_centroid(points, centroids)]
+
+
+def label_everyone(fitted: Fitted, fit_points: np.ndarray, rows: np.ndarray, rest: np.ndarray,
+                   rest_points: np.ndarray) -> Fitted:
+    """The fit on the sample (`rows`) extended to every customer: the sample keeps its labels (noise included),
+    the `rest` are placed by `place`."""
+    labels = np.empty(len(rows) + len(rest), dtype=fitted.labels.dtype)
+    labels[rows] = fitted.labels
+    labels[rest] = place(fitted, fit_points, rest_points)
+    return Fitted(labels, fitted.model)
+
+
 # -- scoring -----------------------------------------------------------------------------------------------
 
 @dataclass
@@ -121,6 +206,9 @@ class Candidate:
     calinski_harabasz: float = float("nan")
     stability: float = float("nan")
     fit_seconds: float = 0.0
+    # customers in the data and customers the candidate was fitted and scored on (fewer when above fit_sample)
+    n_customers: int = 0
+    sample_size: int = 0
     eligible: bool = False
     selected: bool = False
     rejection: str = ""
@@ -171,14 +259,24 @@ def stability(algorithm: str, k: int | None, points: np.ndarray, reference: np.n
 
 def run_grid(scaled: np.ndarray, revenue: np.ndarray,
              config: ClusterConfig) -> Iterator[tuple[Candidate, Fitted, object]]:
-    """Every candidate, scored, with its fitted labels and embedding."""
-    log_revenue = np.log1p(np.clip(revenue, 0, None))
-    min_size = max(2, int(config.min_segment_share * len(scaled)))
-    resamples = resample_rows(len(scaled), config)
+    """Every candidate, scored, with its labels for every customer (fitted on the fit sample when there are more
+    customers than `config.fit_sample`, see the module's doc) and its embedding."""
+    fit_rows = sample_rows(revenue, config.fit_sample, config.seed)
+    if fit_rows is None:
+        sample, sample_revenue, rest = scaled, revenue, None
+    else:
+        sample, sample_revenue = scaled[fit_rows], revenue[fit_rows]
+        rest = np.setdiff1d(np.arange(len(scaled)), fit_rows, assume_unique=True)
+        log.info("fitting the candidates on a sample of %s of %s customers, stratified by spend; the others are "
+                 "placed by the fitted segments", f"{len(fit_rows):,}", f"{len(scaled):,}")
+    log_revenue = np.log1p(np.clip(sample_revenue, 0, None))
+    min_size = max(2, int(config.min_segment_share * len(sample)))
+    resamples = resample_rows(len(sample), config)
     for embedding_name in config.embeddings:
         started = time.perf_counter()
-        embedding = fit_embedding(embedding_name, scaled, log_revenue, config.seed)
-        points = embed(embedding, scaled)
+        embedding = fit_embedding(embedding_name, sample, log_revenue, config.seed)
+        points = embed(embedding, sample)
+        rest_points = None if rest is None else embed(embedding, scaled[rest])
         embed_seconds = time.perf_counter() - started
         for algorithm in config.algorithms:
             ks: list[int | None] = [None] if algorithm in K_FREE else list(range(config.k_min, config.k_max + 1))
@@ -189,14 +287,16 @@ def run_grid(scaled: np.ndarray, revenue: np.ndarray,
                 trees = [linkage(points[rows], method="ward") for rows in resamples]
             for k in ks:
                 started = time.perf_counter()
-                candidate = Candidate(embedding_name, algorithm, k)
+                candidate = Candidate(embedding_name, algorithm, k, n_customers=len(scaled), sample_size=len(sample))
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")  # convergence chatter on degenerate k
                     fitted = cluster(algorithm, k, points, config.seed, min_size, tree)
-                    score(candidate, fitted.labels, scaled, revenue, config)
+                    score(candidate, fitted.labels, sample, sample_revenue, config)
                     in_range = config.segments_min <= candidate.n_clusters <= config.segments_max
                     if in_range and candidate.smallest_share >= config.min_segment_share:
                         candidate.stability = stability(algorithm, k, points, fitted.labels, config, min_size,
                                                         resamples, trees)
+                    if rest is not None:
+                        fitted = label_everyone(fitted, points, fit_rows, rest, rest_points)
                 candidate.fit_seconds = round(time.perf_counter() - started + embed_seconds / max(1, len(ks)), 3)
                 yield candidate, fitted, embedding

@@ -26,7 +26,7 @@ from .candidates import Candidate, embed, run_grid
 from .config import ClusterConfig
 from .features import feature_matrix, make_preprocessor
 from .identity import match_segments
-from .model import SegmentDefinition, SegmentModel, centroid_distances, log_profile
+from .model import SegmentDefinition, SegmentModel, centroid_distances, log_profile, sampled_tsne
 from .naming import name_segments, profile_segments, top_segment
 from .rules import insider_rules
 from .select import Selection, select
@@ -139,11 +139,10 @@ def same_kind_grid(model: SegmentModel) -> ClusterConfig:
 
 
 def tsne_map(model: SegmentModel, features: pd.DataFrame, seed: int) -> np.ndarray:
-    """t-SNE of this run's customers in the model's scaled space: a picture, recomputed per run."""
-    from sklearn.manifold import TSNE
-
+    """t-SNE of this run's customers in the model's scaled space: a picture, recomputed per run, on a bounded
+    sample (everyone else placed beside their nearest sampled customers)."""
     scaled = model.preprocessor.transform(feature_matrix(features, model.config.features))
-    return TSNE(n_components=2, init="pca", random_state=seed).fit_transform(scaled)
+    return sampled_tsne(scaled, features["gross_revenue"].to_numpy(dtype=float), seed, model.config.fit_sample)
 
 
 def calibrated_forecast(as_of: date, features: pd.DataFrame, window: RecentWindow | None,

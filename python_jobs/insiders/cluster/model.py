@@ -10,7 +10,7 @@ import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline
 
-from .candidates import embed
+from .candidates import BATCH_ROWS, centroid_distances, embed, sample_rows
 from .config import ClusterConfig
 from .features import feature_matrix, profile_space
 
@@ -50,8 +50,16 @@ class SegmentModel:
         return next(s for s in self.segments if s.segment_id == segment_id)
 
     def assign(self, features: pd.DataFrame) -> Assignment:
-        """Segments for customers, with the transforms fitted at fit time (never refitted here)."""
+        """Segments for customers, with the transforms fitted at fit time (never refitted here); in blocks of
+        BATCH_ROWS customers, so that memory follows the block, not the customer count."""
         scaled = self.preprocessor.transform(feature_matrix(features, self.config.features))
+        if len(scaled) <= BATCH_ROWS:
+            return self._assign(scaled)
+        parts = [self._assign(scaled[start:start + BATCH_ROWS]) for start in range(0, len(scaled), BATCH_ROWS)]
+        return Assignment(*(np.concatenate([getattr(part, name) for part in parts])
+                            for name in ("segment_id", "confidence", "distance", "map_xy")))
+
+    def _assign(self, scaled: np.ndarray) -> Assignment:
         points = embed(self.embedding, scaled)
         by_position = sorted(self.segments, key=lambda s: s.segment_id)
         centroids = np.array([s.centroid for s in by_position])
@@ -75,9 +83,27 @@ class SegmentModel:
         return Assignment(segment_ids, confidence, own, self.map_projection.transform(scaled))
 
 
-def centroid_distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Euclidean distance from every point (rows) to every centroid (columns)."""
-    return np.linalg.norm(points[:, None, :] - centroids[None, :, :], axis=2)
+def sampled_tsne(scaled: np.ndarray, revenue: np.ndarray, seed: int, max_points: int,
+                 neighbours: int = 5) -> np.ndarray:
+    """A t-SNE map of customers (a picture: t-SNE cannot place new points). Up to `max_points` customers, t-SNE of
+    all of them, as always; above, t-SNE of a sample stratified by spend (`sample_rows`), and every other customer
+    at the mean position of its `neighbours` nearest sampled customers in the scaled space, placed in blocks."""
+    from sklearn.manifold import TSNE
+    from sklearn.neighbors import NearestNeighbors
+
+    rows = sample_rows(revenue, max_points, seed)
+    if rows is None:
+        return TSNE(n_components=2, init="pca", random_state=seed).fit_transform(scaled)
+    sample_xy = TSNE(n_components=2, init="pca", random_state=seed).fit_transform(scaled[rows])
+    xy = np.empty((len(scaled), 2))
+    xy[rows] = sample_xy
+    rest = np.setdiff1d(np.arange(len(scaled)), rows, assume_unique=True)
+    index = NearestNeighbors(n_neighbors=neighbours).fit(scaled[rows])
+    for start in range(0, len(rest), BATCH_ROWS):
+        block = rest[start:start + BATCH_ROWS]
+        _, nearest = index.kneighbors(scaled[block])
+        xy[block] = sample_xy[nearest].mean(axis=1)
+    return xy
 
 
 def log_profile(features: pd.DataFrame, config: ClusterConfig) -> np.ndarray:

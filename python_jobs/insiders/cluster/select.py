@@ -11,6 +11,8 @@
    Calinski-Harabasz, the run records it as binding. When no candidate passes, the limits are relaxed one at a
    time (stability, then the smallest segment's share, then noise, then the number of segments) until one does:
    a shop whose data fits none of them still gets its segments, and the run says which limit it relaxed.
+4. Above `fit_sample` customers every candidate is fitted and scored on the same stratified sample (candidates.py);
+   the selection records the sample's size next to the customer count, so a run says when it sampled.
 """
 
 from __future__ import annotations
@@ -34,8 +36,10 @@ class Selection:
     relaxed: list[str] = field(default_factory=list)  # limits dropped to find an eligible candidate
     binding: list[str] = field(default_factory=list)  # limits that rejected the highest-scoring candidate
 
-    def as_dict(self) -> dict[str, list[str]]:
-        return {"relaxed": self.relaxed, "binding": self.binding}
+    def as_dict(self) -> dict[str, object]:
+        return {"relaxed": self.relaxed, "binding": self.binding,
+                "fit_sample": {"n_customers": self.best.n_customers, "fitted_on": self.best.sample_size,
+                               "sampled": self.best.sample_size < self.best.n_customers}}
 
 
 def _fails(candidate: Candidate, config: ClusterConfig, limits: tuple[str, ...]) -> tuple[str, str]:
