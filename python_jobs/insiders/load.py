@@ -1,6 +1,17 @@
 """`insiders load`: invoice files (CSV, XLSX, Parquet) into raw.invoice_lines with COPY, one transaction per file.
 
 Every line read is either loaded or kept in raw.rejected_invoice_lines with its reason, so read = loaded + rejected.
+
+CSV and Parquet are read with pyarrow in blocks of bounded size (CSV: the streaming reader, every field as text;
+Parquet: a batch at a time), checked and typed column-wise with pyarrow.compute, and streamed into one `COPY` per
+file from a background thread, so that reading the next block overlaps with the server storing the previous one.
+Memory does not grow with the number of lines: a few blocks are alive at a time, plus the distinct date texts (at
+most one per minute of the file's period). XLSX rows are read with openpyxl and checked the same way.
+
+A CSV is read twice: the dates alone first (the format is chosen once, on every date of the file), then every
+field. Source lines are the physical lines of the file (header = line 1, a record spanning lines counts its last,
+as the csv module does); pyarrow numbers the records, and where records and lines differ (quoted line breaks,
+empty lines) the difference is accounted for, or the file is read by the csv module.
 """
 
 from __future__ import annotations
@@ -10,23 +21,39 @@ import csv
 import hashlib
 import io
 import logging
+import queue
 import re
+import tempfile
+import threading
 import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import psycopg
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+from psycopg.copy import LibpqWriter
 
 from .errors import InsidersError
 
 log = logging.getLogger(__name__)
 
-CHUNK_LINES = 200_000
+CHUNK_LINES = 200_000  # at most this many lines are checked and copied at a time
+# bytes of CSV pyarrow parses at a time; its reader reads up to 32 blocks ahead, so this bounds memory too
+CSV_BLOCK_BYTES = 2 << 20
+SCAN_BLOCK_BYTES = 4 << 20
+PARQUET_BATCH_LINES = 32_768  # small blocks: the server starts storing early, and is not left alone at the end
+COPY_QUEUE_DEPTH = 2  # blocks ready for COPY that may wait for the server at a time
+ANALYZE_MIN_LINES = 50_000  # a load of at least this many lines refreshes the planner's statistics
+PROGRESS_EVERY_LINES = 1_000_000
 
 # canonical column -> normalized header spellings (lower-case, letters and digits only) of the known layouts
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -72,6 +99,22 @@ RAW_COLUMNS = (
 )
 REJECT_COLUMNS = ("source_sheet", "source_line", "raw_text", "reason")
 INT32_MAX = 2**31 - 1
+INT64_LIMIT = 2.0**63 - 1024  # the largest float64 below 2**63
+# the finite numbers pandas.to_numeric reads (after stripping), all of which pyarrow's cast to float64 reads too
+NUMBER_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+
+LINES_SCHEMA = pa.schema([
+    ("source_sheet", pa.string()), ("source_line", pa.int64()), ("invoice_no", pa.string()),
+    ("stock_code", pa.string()), ("description", pa.string()), ("quantity", pa.int32()),
+    ("invoiced_at", pa.timestamp("s")), ("unit_price", pa.float64()), ("customer_id", pa.int64()),
+    ("country", pa.string()),
+])
+COPY_LINES = ("copy raw.invoice_lines (batch_id, " + ", ".join(RAW_COLUMNS) + ")"
+              " from stdin (format csv, encoding 'utf8')")
+COPY_REJECTS = ("copy raw.rejected_invoice_lines (batch_id, " + ", ".join(REJECT_COLUMNS) + ")"
+                " from stdin (format csv, encoding 'utf8')")
+
+Reject = tuple[str, int, str, str]  # source_sheet, source_line, raw_text, reason
 
 
 @dataclass
@@ -89,11 +132,16 @@ class LoadResult:
 
 @dataclass
 class Chunk:
-    """A block of lines as read: canonical columns, the fields as read (for rejects), lines refused early."""
+    """A block of lines as read: every field by position (text for CSV and XLSX, native types for Parquet; kept as
+    read for the raw text of refused lines), where the canonical columns are, the source line of each row, and the
+    lines refused while reading (wrong number of fields)."""
 
-    frame: pd.DataFrame  # canonical columns + source_sheet, source_line
-    original: pd.DataFrame  # every field as read, by position; kept out of frame.attrs, which pandas deep-copies
-    pre_rejected: pd.DataFrame
+    table: pa.Table
+    positions: dict[str, int]
+    lines: np.ndarray
+    sheet: str = ""
+    pre_rejected: list[Reject] = field(default_factory=list)
+    dates: DateLookup | None = None  # the file's date texts, parsed once
 
 
 # -- columns and formats -----------------------------------------------------------------------------------
@@ -125,18 +173,27 @@ def map_columns(header: Sequence[object], source: str) -> tuple[dict[str, int], 
 
 def detect_date_format(values: Iterable[object], source: str) -> str | None:
     """The one format for the whole file, chosen on its distinct date texts; None when dates are native."""
-    texts = pd.Series(pd.unique(pd.Series(list(values), dtype=object).dropna()))
-    if texts.empty:
-        return None
-    if all(isinstance(v, (datetime, pd.Timestamp, np.datetime64)) for v in texts[:1000]):
-        return None
-    texts = texts.astype(str).str.strip()
-    texts = texts[texts != ""]
-    best, best_parsed = None, 0
+    return _detect_dates(values, source)[0]
+
+
+def _detect_dates(values: Iterable[object], source: str) -> tuple[str | None, DateLookup | None]:
+    """`detect_date_format`, and the distinct texts parsed with the format chosen (to be looked up, not parsed
+    again, as the lines are read)."""
+    values = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    raw = pd.Series(pd.unique(values.dropna()))
+    if raw.empty:
+        return None, None
+    if all(isinstance(v, (datetime, pd.Timestamp, np.datetime64)) for v in raw[:1000]):
+        return None, None
+    texts = raw.astype(str).str.strip()
+    given = (texts != "").to_numpy()
+    texts = texts[given]
+    best, best_parsed, best_dates = None, 0, None
     for fmt in DATE_FORMATS:
-        parsed = int(pd.to_datetime(texts, format=fmt, errors="coerce").notna().sum())
+        dates = pd.to_datetime(texts, format=fmt, errors="coerce")
+        parsed = int(dates.notna().sum())
         if parsed > best_parsed:
-            best, best_parsed = fmt, parsed
+            best, best_parsed, best_dates = fmt, parsed, dates
         if parsed == len(texts):
             break
     if best is None:
@@ -144,33 +201,109 @@ def detect_date_format(values: Iterable[object], source: str) -> str | None:
         raise InsidersError(f"{source}: no known date format matches column InvoiceDate (examples: {examples})")
     log.info("%s: date format %s detected (parses %s of %s distinct values)", source, best,
              f"{best_parsed:,}", f"{len(texts):,}")
-    return best
+    lookup = None
+    if all(isinstance(v, str) for v in raw[:1000]):
+        lookup = DateLookup(best, raw[given].to_numpy(), best_dates.to_numpy())
+    return best, lookup
 
 
-def scan_bytes(path: Path) -> tuple[str, str]:
+class DateLookup:
+    """The distinct date texts of a file (as read, surrounding spaces included), each parsed once: the lines'
+    dates are looked up by text, batch by batch. A text not seen when the format was chosen is parsed then."""
+
+    def __init__(self, date_format: str, texts: np.ndarray, dates: np.ndarray):
+        self.date_format = date_format
+        self._index = pd.Index(texts, dtype=object)
+        self._dates = dates.astype("datetime64[s]")
+
+    def __call__(self, column: pa.Array) -> pa.Array:
+        encoded = pc.dictionary_encode(column)
+        texts = encoded.dictionary.to_numpy(zero_copy_only=False)
+        where = self._index.get_indexer(texts)
+        dates = self._dates[np.maximum(where, 0)]
+        unseen = where < 0
+        if unseen.any():
+            dates[unseen] = _parse_date_texts(texts[unseen], self.date_format).to_numpy().astype("datetime64[s]")
+        return pa.array(dates, pa.timestamp("s"), from_pandas=True).take(encoded.indices)
+
+
+@dataclass
+class FileScan:
+    """What one pass over the bytes of a file tells: its SHA-256, its text encoding and, for CSV, how its lines
+    break (to tell, once pyarrow has counted the records, whether each record is one physical line)."""
+
+    sha256: str
+    encoding: str
+    has_quote: bool = False
+    content_lines: int | None = None  # physical lines up to the last one with anything but line breaks
+    last_content: int = -1  # offset of the last byte that is not a line break
+
+
+def _breaks(data: bytes) -> int:
+    """Line breaks in `data`: \\n, \\r\\n or a lone \\r, as Python's csv module counts lines."""
+    carriage = data.count(b"\r")
+    return data.count(b"\n") + carriage - (data.count(b"\r\n") if carriage else 0)
+
+
+def scan_file(path: Path, lines: bool = False) -> FileScan:
     """SHA-256 of the file and its text encoding, in one pass: UTF-8 (with or without BOM) when the whole file
-    decodes as such, else Latin-1, which decodes anything."""
+    decodes as such, else Latin-1, which decodes anything. With `lines`, also how its lines break. The hash is
+    computed by a second thread (hashlib lets go of the GIL) while this one looks at the text."""
     digest = hashlib.sha256()
     decoder = codecs.getincrementaldecoder("utf-8")()
     utf8 = True
-    with path.open("rb") as handle:
-        first = True
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-            if first:
-                bom, first = block.startswith(codecs.BOM_UTF8), False
-            if utf8:
+    bom = None
+    has_quote = False
+    breaks = content_lines = offset = 0
+    last_content = -1
+    previous = b""
+    with path.open("rb") as handle, ThreadPoolExecutor(1, thread_name_prefix="insiders-sha256") as hasher:
+        hashed = None
+        for block in iter(lambda: handle.read(SCAN_BLOCK_BYTES), b""):
+            if hashed is not None:
+                hashed.result()
+            hashed = hasher.submit(digest.update, block)
+            if bom is None:
+                bom = block.startswith(codecs.BOM_UTF8)
+            if utf8 and not (block.isascii() and not decoder.getstate()[0]):
                 try:
                     decoder.decode(block)
                 except UnicodeDecodeError:
                     utf8 = False
+            has_quote = has_quote or b'"' in block
+            if lines:
+                breaks += _breaks(block) - (previous == b"\r" and block[:1] == b"\n")
+                content = block.rstrip(b"\r\n")
+                if content:
+                    last_content = offset + len(content) - 1
+                    content_lines = breaks - _breaks(block[len(content):]) + 1
+                previous = block[-1:]
+            offset += len(block)
+        if hashed is not None:
+            hashed.result()
     if utf8:
         try:
             decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             utf8 = False
-    encoding = ("utf-8-sig" if not first and bom else "utf-8") if utf8 else "latin-1"
-    return digest.hexdigest(), encoding
+    encoding = ("utf-8-sig" if bom else "utf-8") if utf8 else "latin-1"
+    return FileScan(digest.hexdigest(), encoding, has_quote, content_lines if lines else None, last_content)
+
+
+def _empty_line_before(path: Path, end: int) -> bool:
+    """Whether an empty line (two line breaks in a row) starts before byte `end`."""
+    offset = 0
+    previous = b""
+    with path.open("rb") as handle:
+        while offset < end and (block := handle.read(SCAN_BLOCK_BYTES)):
+            data = previous + block  # a pair split across blocks is found too
+            found = [i for i in (data.find(b"\n\n"), data.find(b"\n\r"), data.find(b"\r\r")) if i >= 0]
+            if (offset == 0 and block[:1] in (b"\n", b"\r")) or (
+                    found and offset - len(previous) + min(found) + 1 < end):
+                return True
+            offset += len(block)
+            previous = block[-1:]
+    return False
 
 
 def _join_raw(values: Sequence[object]) -> str:
@@ -179,20 +312,42 @@ def _join_raw(values: Sequence[object]) -> str:
     return buffer.getvalue()
 
 
-def _empty_rejects() -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype=object) for c in REJECT_COLUMNS})
+def _column_names(n: int) -> list[str]:
+    return [str(i) for i in range(n)]
 
 
-def _frame_from_rows(rows: list[Sequence[object]], lines: list[int], sheet: str, header: Sequence[object],
-                     positions: dict[str, int]) -> Chunk:
-    frame = pd.DataFrame(rows, columns=range(len(header)), dtype=object)
-    out = pd.DataFrame({canonical: frame[pos] for canonical, pos in positions.items()})
-    out["source_sheet"] = sheet
-    out["source_line"] = lines
-    return Chunk(out, frame, _empty_rejects())
+def _text_cell(value: object) -> str | None:
+    return value if value is None or isinstance(value, str) else str(value)
 
 
-# -- readers: each yields chunks of canonical columns ------------------------------------------------------
+def _chunk_from_rows(rows: list[Sequence[object]], lines: list[int], sheet: str, width: int,
+                     positions: dict[str, int], pre_rejected: list[Reject] | None = None) -> Chunk:
+    """A chunk from rows of Python values (the csv module's or a worksheet's): every field as text, except a date
+    column made only of dates and times, kept native."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * width
+    arrays = []
+    for i, values in enumerate(columns):
+        native = i == positions["invoice_date"] and any(v is not None for v in values) and all(
+            v is None or isinstance(v, (datetime, date)) for v in values)
+        if native:
+            arrays.append(pa.array([v if v is None or isinstance(v, datetime) else datetime(v.year, v.month, v.day)
+                                    for v in values], pa.timestamp("us")))
+        else:
+            arrays.append(pa.array([_text_cell(v) for v in values], pa.string()))
+    table = pa.Table.from_arrays(arrays, names=_column_names(width))
+    return Chunk(table, positions, np.asarray(lines, dtype=np.int64), sheet, pre_rejected or [])
+
+
+def _slices(table: pa.Table, positions: dict[str, int], lines: np.ndarray, pre_rejected: list[Reject],
+            dates: DateLookup | None) -> Iterator[Chunk]:
+    """`table` in chunks of at most CHUNK_LINES rows; the lines refused while reading go with the first."""
+    step = max(1, CHUNK_LINES)
+    for start in range(0, max(table.num_rows, 1), step):
+        yield Chunk(table.slice(start, step), positions, lines[start:start + step], "",
+                    pre_rejected if start == 0 else [], dates)
+
+
+# -- readers: each yields chunks of fields as read ---------------------------------------------------------
 
 @dataclass
 class SourceFile:
@@ -201,6 +356,19 @@ class SourceFile:
     layout: str = ""
     encoding: str | None = None
     date_format: str | None = None
+    scan: FileScan | None = None
+
+
+@dataclass
+class CsvLayout:
+    header: list[str]
+    delimiter: str
+    positions: dict[str, int]
+    header_lines: int  # physical lines of the header record
+
+    @property
+    def width(self) -> int:
+        return len(self.header)
 
 
 def _csv_dialect(sample: str) -> str:
@@ -208,43 +376,212 @@ def _csv_dialect(sample: str) -> str:
     return max((",", ";", "\t", "|"), key=header.count)
 
 
-def read_csv(source: SourceFile) -> Iterator[Chunk]:
+def _csv_layout(source: SourceFile) -> CsvLayout:
     with source.path.open(newline="", encoding=source.encoding) as handle:
-        delimiter = _csv_dialect(handle.read(65536))
+        sample = handle.read(65536)
+        delimiter = _csv_dialect(sample)
         handle.seek(0)
         reader = csv.reader(handle, delimiter=delimiter)
         header = next(reader, None)
         if header is None:
             raise InsidersError(f"{source.path.name}: the file is empty")
-        positions, source.layout = map_columns(header, source.path.name)
-        date_pos = positions["invoice_date"]
-        # a first pass over the dates alone: the format is chosen once, on every date of the file
-        source.date_format = detect_date_format(
-            (row[date_pos] for row in reader if len(row) == len(header)), source.path.name
-        )
-        handle.seek(0)
-        reader = csv.reader(handle, delimiter=delimiter)
+        header_lines = reader.line_num
+    positions, source.layout = map_columns(header, source.path.name)
+    return CsvLayout(header, delimiter, positions, header_lines)
+
+
+def _quoted(source: SourceFile) -> bool:
+    return source.scan is None or source.scan.has_quote
+
+
+def _open_arrow_csv(source: SourceFile, layout: CsvLayout, handler,
+                    include: list[str] | None = None) -> pacsv.CSVStreamingReader:
+    """pyarrow's streaming CSV reader over the data lines, every field as text. Without threads pyarrow numbers
+    the records it refuses (header = 1), which the line numbers rest on."""
+    names = _column_names(layout.width)
+    return pacsv.open_csv(
+        source.path,
+        read_options=pacsv.ReadOptions(
+            use_threads=False, block_size=CSV_BLOCK_BYTES, skip_rows=1, column_names=names,
+            encoding="latin-1" if source.encoding == "latin-1" else "utf8",
+        ),
+        parse_options=pacsv.ParseOptions(
+            delimiter=layout.delimiter, quote_char='"', double_quote=True, escape_char=False,
+            newlines_in_values=_quoted(source), ignore_empty_lines=True,
+            invalid_row_handler=handler,
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False,
+            quoted_strings_can_be_null=False, include_columns=include, check_utf8=False,
+        ),
+    )
+
+
+def _blank(text: str, delimiter: str) -> bool:
+    """A record of nothing but spaces and delimiters: no data, not counted as read."""
+    fields = next(csv.reader(io.StringIO(text, newline=""), delimiter=delimiter), [])
+    return not any(value.strip() for value in fields)
+
+
+def _line_breaks_in(text: str) -> int:
+    carriage = text.count("\r")
+    return text.count("\n") + carriage - (text.count("\r\n") if carriage else 0)
+
+
+def read_csv(source: SourceFile) -> Iterator[Chunk]:
+    """CSV through pyarrow. A first pass reads the dates alone (the format is chosen once, on every date of the
+    file) and counts the records; when every record is one physical line, or the file has no empty line before
+    its last record (only quoted line breaks), pyarrow's record numbers give the physical line numbers. Otherwise
+    (empty lines inside the file) the csv module reads it, line by line."""
+    layout = _csv_layout(source)
+    scan = source.scan if source.scan and source.scan.content_lines is not None else scan_file(source.path, True)
+    refused: list[None] = []
+
+    def count(row) -> str:
+        refused.append(None)
+        return "skip"
+
+    try:
+        valid = 0
+        distinct = _Distinct()
+        for batch in _open_arrow_csv(source, layout, count, include=[str(layout.positions["invoice_date"])]):
+            valid += batch.num_rows
+            distinct.add(batch.column(0))
+    except pa.ArrowInvalid as exc:
+        log.info("%s: pyarrow cannot read the file (%s); reading it line by line", source.path.name, exc)
+        yield from _read_csv_rows(source, layout, detect=True)
+        return
+    source.date_format, dates = _detect_dates(distinct.values(), source.path.name)
+    del distinct
+    records = 1 + valid + len(refused)
+    extra_lines = scan.content_lines - records - (layout.header_lines - 1)
+    if extra_lines == 0:
+        yield from _read_csv_arrow(source, layout, records, dates, multiline=False)
+    elif extra_lines > 0 and scan.has_quote and not _empty_line_before(source.path, scan.last_content):
+        yield from _read_csv_arrow(source, layout, records, dates, multiline=True)
+    else:
+        log.info("%s: empty lines inside the file; reading it line by line", source.path.name)
+        yield from _read_csv_rows(source, layout, detect=False)
+
+
+class _Distinct:
+    """The distinct values of a column read block by block, kept by pyarrow."""
+
+    def __init__(self) -> None:
+        self._parts: list[pa.Array] = []
+        self._held = self._merged = 0
+
+    def add(self, column: pa.Array | pa.ChunkedArray) -> None:
+        part = pc.unique(_plain(column))
+        self._parts.append(part)
+        self._held += len(part)
+        if self._held > 2 * self._merged + 100_000:  # merged when twice as many: linear time, bounded memory
+            self._parts = [pc.unique(pa.concat_arrays(self._parts))]
+            self._held = self._merged = len(self._parts[0])
+
+    def values(self) -> pd.Series:
+        if not self._parts:
+            return pd.Series([], dtype=object)
+        return pd.Series(pc.unique(pa.concat_arrays(self._parts)).to_numpy(zero_copy_only=False), dtype=object)
+
+
+def _read_csv_arrow(source: SourceFile, layout: CsvLayout, records: int, dates: DateLookup | None,
+                    multiline: bool) -> Iterator[Chunk]:
+    """The data lines through pyarrow's streaming reader. Source line of a record = its record number (header = 1)
+    plus the line breaks inside quoted fields up to and including it (the csv module's line_num: the record's last
+    line)."""
+    pending: deque[tuple[int, str, int]] = deque()  # refused records: number, text, fields found
+
+    def refuse(row) -> str:
+        if row.number is None:
+            raise InsidersError(f"{source.path.name}: pyarrow did not number a refused line")
+        pending.append((row.number, row.text, row.actual_columns))
+        return "skip"
+
+    width, delimiter = layout.width, layout.delimiter
+    next_record = 2
+    offset = layout.header_lines - 1  # line breaks inside quoted fields so far
+
+    def rejects_of(refused: list[tuple[int, str, int]], lines: Sequence[int]) -> list[Reject]:
+        return [("", int(line), text.rstrip("\r\n"), f"expected {width} fields, found {found}")
+                for (_, text, found), line in zip(refused, lines, strict=True) if not _blank(text, delimiter)]
+
+    for batch in _open_arrow_csv(source, layout, refuse):
+        n = batch.num_rows
+        end = next_record + n
+        refused: list[tuple[int, str, int]] = []
+        while pending and pending[0][0] < end:
+            refused.append(pending.popleft())
+            end += 1
+        numbers = np.arange(next_record, end, dtype=np.int64)
+        valid = np.ones(len(numbers), dtype=bool)
+        if refused:
+            valid[np.array([r[0] for r in refused], dtype=np.int64) - next_record] = False
+        if multiline:
+            extra = np.zeros(len(numbers), dtype=np.int64)
+            extra[valid] = _quoted_line_breaks(batch)
+            extra[~valid] = [_line_breaks_in(text) for _, text, _ in refused]
+            numbers = numbers + offset + np.cumsum(extra)
+            offset += int(extra.sum())
+        else:
+            numbers = numbers + offset
+        table = pa.Table.from_batches([batch])
+        yield from _slices(table, layout.positions, numbers[valid], rejects_of(refused, numbers[~valid]), dates)
+        next_record = end
+    if pending:  # refused records after the last one read
+        refused = list(pending)
+        lines = []
+        for number, text, _ in refused:
+            offset += _line_breaks_in(text) if multiline else 0
+            lines.append(number + offset)
+        next_record = refused[-1][0] + 1
+        yield Chunk(pa.Table.from_arrays([pa.array([], pa.string())] * width, names=_column_names(width)),
+                    layout.positions, np.zeros(0, dtype=np.int64), "", rejects_of(refused, lines))
+    if next_record - 1 != records:
+        raise InsidersError(f"{source.path.name}: {next_record - 1:,} records on the second reading, "
+                            f"{records:,} on the first; did the file change while loading?")
+
+
+def _quoted_line_breaks(batch: pa.RecordBatch) -> np.ndarray:
+    """Line breaks inside the fields of each row."""
+    total = np.zeros(batch.num_rows, dtype=np.int64)
+    for column in batch.columns:
+        total += pc.count_substring(column, "\n").to_numpy(zero_copy_only=False)
+        carriage = pc.count_substring(column, "\r").to_numpy(zero_copy_only=False)
+        if carriage.any():
+            total += carriage - pc.count_substring(column, "\r\n").to_numpy(zero_copy_only=False)
+    return total
+
+
+def _read_csv_rows(source: SourceFile, layout: CsvLayout, detect: bool) -> Iterator[Chunk]:
+    """The csv module's reading: for files with empty lines inside (line numbers count them) or that pyarrow
+    cannot read."""
+    width, date_pos = layout.width, layout.positions["invoice_date"]
+    with source.path.open(newline="", encoding=source.encoding) as handle:
+        reader = csv.reader(handle, delimiter=layout.delimiter)
         next(reader)
+        if detect:
+            source.date_format = detect_date_format(
+                (row[date_pos] for row in reader if len(row) == width), source.path.name
+            )
+            handle.seek(0)
+            reader = csv.reader(handle, delimiter=layout.delimiter)
+            next(reader)
         rows: list[list[str]] = []
         lines: list[int] = []
-        bad: list[tuple[str, int, str, str]] = []
+        bad: list[Reject] = []
         for row in reader:
-            if len(row) == len(header):
+            if len(row) == width:
                 rows.append(row)
                 lines.append(reader.line_num)
-            elif not any(field.strip() for field in row):
+            elif not any(value.strip() for value in row):
                 continue  # blank lines carry no data, they are not counted as read
             else:
-                bad.append(("", reader.line_num, _join_raw(row),
-                            f"expected {len(header)} fields, found {len(row)}"))
+                bad.append(("", reader.line_num, _join_raw(row), f"expected {width} fields, found {len(row)}"))
             if len(rows) >= CHUNK_LINES:
-                chunk = _frame_from_rows(rows, lines, "", header, positions)
-                chunk.pre_rejected = pd.DataFrame(bad, columns=list(REJECT_COLUMNS))
-                yield chunk
+                yield _chunk_from_rows(rows, lines, "", width, layout.positions, bad)
                 rows, lines, bad = [], [], []
-        chunk = _frame_from_rows(rows, lines, "", header, positions)
-        chunk.pre_rejected = pd.DataFrame(bad, columns=list(REJECT_COLUMNS))
-        yield chunk
+        yield _chunk_from_rows(rows, lines, "", width, layout.positions, bad)
 
 
 def read_parquet(source: SourceFile) -> Iterator[Chunk]:
@@ -254,20 +591,25 @@ def read_parquet(source: SourceFile) -> Iterator[Chunk]:
     header = parquet.schema_arrow.names
     positions, source.layout = map_columns(header, source.path.name)
     date_column = header[positions["invoice_date"]]
-    dates = parquet.read(columns=[date_column]).column(0)
-    if dates.type.__class__.__name__ == "TimestampType":
+    date_type = parquet.schema_arrow.field(positions["invoice_date"]).type
+    if pa.types.is_dictionary(date_type):
+        date_type = date_type.value_type
+    dates = None
+    if pa.types.is_timestamp(date_type) or pa.types.is_date(date_type):
         source.date_format = None
     else:
-        source.date_format = detect_date_format(dates.unique().to_pylist(), source.path.name)
+        distinct = _Distinct()
+        for batch in parquet.iter_batches(batch_size=max(CHUNK_LINES, 1), columns=[date_column]):
+            distinct.add(batch.column(0))
+        source.date_format, dates = _detect_dates(distinct.values(), source.path.name)
+        del distinct
+    names = _column_names(len(header))
     first_line = 1
-    for batch in parquet.iter_batches(batch_size=CHUNK_LINES):
-        frame = batch.to_pandas()
-        out = pd.DataFrame({canonical: frame.iloc[:, pos] for canonical, pos in positions.items()})
-        out["source_sheet"] = ""
-        out["source_line"] = np.arange(first_line, first_line + len(frame))
-        frame.columns = range(frame.shape[1])
-        first_line += len(frame)
-        yield Chunk(out, frame, _empty_rejects())
+    for batch in parquet.iter_batches(batch_size=max(1, min(CHUNK_LINES, PARQUET_BATCH_LINES))):
+        table = pa.Table.from_batches([batch]).rename_columns(names)
+        lines = np.arange(first_line, first_line + batch.num_rows, dtype=np.int64)
+        first_line += batch.num_rows
+        yield Chunk(table, positions, lines, dates=dates)
 
 
 def read_xlsx(source: SourceFile, sheet: str | None) -> Iterator[Chunk]:
@@ -306,104 +648,242 @@ def _xlsx_chunk(source: SourceFile, rows: list[tuple[object, ...]], lines: list[
     if text_dates and source.date_format is None:
         # a workbook whose dates are text: the first block with text dates fixes the format for the file
         source.date_format = detect_date_format(text_dates, source.path.name)
-    return _frame_from_rows(rows, lines, sheet, header, positions)
+    return _chunk_from_rows(rows, lines, sheet, len(header), positions)
 
 
-# -- parsing -----------------------------------------------------------------------------------------------
+# -- parsing: column-wise, with pyarrow.compute ------------------------------------------------------------
 
-def _text(series: pd.Series) -> pd.Series:
-    """Text with surrounding spaces stripped; empty text and missing values become None."""
-    values = series.astype(object)
-    missing = values.isna().to_numpy()
-    stripped = values.where(missing, values.astype(str).str.strip())
-    return stripped.where(~missing & (stripped != ""), None)
-
-
-def _numeric_text(series: pd.Series) -> pd.Series:
-    return pd.to_numeric(series if series.dtype != object else series.astype("string").str.strip(),
-                         errors="coerce")
+def _plain(column: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """One array, dictionary-encoded columns decoded."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.chunk(0) if column.num_chunks == 1 else column.combine_chunks()
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    return column
 
 
-def parse_chunk(chunk: Chunk, date_format: str | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Typed lines ready for COPY, and the refused ones with their reasons."""
-    frame = chunk.frame
-    n = len(frame)
-    reasons = pd.Series([""] * n, index=frame.index, dtype=object)
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind)
 
-    def refuse(mask: pd.Series, message: pd.Series | str) -> None:
-        mask = mask.fillna(False).astype(bool)
-        if mask.any():
-            text = message[mask] if isinstance(message, pd.Series) else message
-            reasons[mask] = reasons[mask] + np.where(reasons[mask] == "", "", "; ") + text
 
-    def shown(column: str) -> pd.Series:
-        return "'" + frame[column].astype(str).str.slice(0, 40) + "'"
+def _numeric(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_decimal(kind)
 
-    invoice_no = _text(frame["invoice_no"])
-    stock_code = _text(frame["stock_code"])
-    refuse(invoice_no.isna(), "missing invoice number")
-    refuse(stock_code.isna(), "missing stock code")
 
-    quantity = _numeric_text(frame["quantity"])
-    refuse(quantity.isna() | (quantity % 1 != 0) | (quantity.abs() > INT32_MAX),
-           "quantity " + shown("quantity") + " is not an integer")
+def _text(column: pa.Array) -> pa.Array:
+    """Text with surrounding spaces stripped; empty text and missing values (NaN included) become null."""
+    if pa.types.is_floating(column.type):
+        column = pc.if_else(pc.is_nan(column), pa.scalar(None, column.type), column)
+    if not _is_text(column.type):
+        column = column.cast(pa.string())
+    stripped = pc.utf8_trim_whitespace(column)
+    return pc.if_else(pc.equal(stripped, ""), pa.scalar(None, stripped.type), stripped)
 
-    unit_price = _numeric_text(frame["unit_price"]).astype(float)
-    refuse(~np.isfinite(unit_price), "unit price " + shown("unit_price") + " is not a number")
 
-    customer_text = _text(frame["customer_id"])
-    customer = pd.to_numeric(customer_text, errors="coerce")
-    refuse(customer_text.notna() & (customer.isna() | (customer % 1 != 0)),
-           "customer id " + shown("customer_id") + " is not an integer")
+def _numbers(column: pa.Array) -> pa.Array:
+    """float64; null where the value is not a number (as pandas.to_numeric reads text, after stripping)."""
+    kind = column.type
+    if _numeric(kind):
+        return column.cast(pa.float64())
+    if pa.types.is_boolean(kind):
+        return column.cast(pa.int8()).cast(pa.float64())
+    if not _is_text(kind):
+        return pa.nulls(len(column), pa.float64())
+    text = _text(column)
+    try:
+        return text.cast(pa.float64())
+    except pa.ArrowInvalid:
+        number = pc.match_substring_regex(text, NUMBER_PATTERN)
+        return pc.if_else(number, text, pa.scalar(None, text.type)).cast(pa.float64())
 
-    raw_dates = frame["invoice_date"]
+
+def _ok(mask: pa.Array) -> np.ndarray:
+    """A boolean mask as numpy, null as false."""
+    return pc.fill_null(mask, False).to_numpy(zero_copy_only=False)
+
+
+def _integral(numbers: pa.Array, limit: float) -> np.ndarray:
+    """Finite whole numbers within ±limit."""
+    whole = pc.and_(pc.is_finite(numbers), pc.equal(pc.floor(numbers), numbers))
+    return _ok(pc.and_(whole, pc.less_equal(pc.abs(numbers), limit)))
+
+
+def _customer_ids(column: pa.Array) -> tuple[pa.Array, np.ndarray]:
+    """Customer ids (int64 or float64, null where missing) and where one is given but is not an integer."""
+    kind = column.type
+    if pa.types.is_integer(kind):
+        return column, np.zeros(len(column), dtype=bool)
+    if pa.types.is_floating(kind) or pa.types.is_decimal(kind):
+        numbers = column.cast(pa.float64())
+        numbers = pc.if_else(pc.is_nan(numbers), pa.scalar(None, pa.float64()), numbers)
+        given = _ok(pc.is_valid(numbers))
+    else:
+        text = _text(column)
+        given, numbers = _ok(pc.is_valid(text)), _numbers(text)
+    return numbers, given & ~_integral(numbers, INT64_LIMIT)
+
+
+def _dates(column: pa.Array, date_format: str | None, lookup: DateLookup | None = None) -> tuple[pa.Array, str]:
+    """timestamp[s] (seconds, as before), null where the value is not a date; and what a refused one is told."""
+    kind = column.type
+    if pa.types.is_timestamp(kind):
+        if kind.tz is not None:
+            column = pc.local_timestamp(column)
+        return column.cast(pa.timestamp("s"), safe=False), "is not a date"
+    if pa.types.is_date(kind):
+        return column.cast(pa.timestamp("s")), "is not a date"
+    if not _is_text(kind):
+        column = column.cast(pa.string())
+    message = f"does not match {date_format}" if date_format is not None else "is not a date"
+    if lookup is not None and lookup.date_format == date_format:
+        return lookup(column), message
+    # few distinct texts (at most one per minute of the file's period): each is parsed once, by pandas
+    encoded = pc.dictionary_encode(column)
+    parsed = _parse_date_texts(encoded.dictionary.to_numpy(zero_copy_only=False), date_format)
+    values = pa.array(parsed, from_pandas=True).cast(pa.timestamp("s"), safe=False)
+    return values.take(encoded.indices), message
+
+
+def _parse_date_texts(texts: np.ndarray, date_format: str | None) -> pd.Series:
+    """Texts stripped and parsed as dates by pandas (in `date_format` if given); NaT where they are not dates."""
+    texts = pd.Series(texts, dtype=object).str.strip()
+    texts = texts.where(texts != "", None)
     if date_format is not None:
-        invoiced_at = pd.to_datetime(_text(raw_dates), format=date_format, errors="coerce")
-        refuse(invoiced_at.isna(), "invoice date " + shown("invoice_date") + f" does not match {date_format}")
+        parsed = pd.to_datetime(texts, format=date_format, errors="coerce")
     else:
-        invoiced_at = pd.to_datetime(raw_dates, errors="coerce")
-        refuse(invoiced_at.isna(), "invoice date " + shown("invoice_date") + " is not a date")
+        parsed = pd.to_datetime(texts, errors="coerce")
+    if getattr(parsed.dt, "tz", None) is not None:
+        parsed = parsed.dt.tz_localize(None)
+    return parsed
 
-    rejected_mask = reasons != ""
-    good = pd.DataFrame({
-        "source_sheet": frame["source_sheet"],
-        "source_line": frame["source_line"],
-        "invoice_no": invoice_no,
-        "stock_code": stock_code,
-        "description": _text(frame["description"]),
-        "quantity": quantity.astype("Float64").round().astype("Int64") if not rejected_mask.all() else quantity,
-        "invoiced_at": invoiced_at,
-        "unit_price": unit_price,
-        "customer_id": customer.astype("Float64").round().astype("Int64") if customer.notna().any() else customer,
-        "country": _text(frame["country"]),
-    })[~rejected_mask]
 
-    if rejected_mask.any():
-        original = chunk.original.loc[rejected_mask.to_numpy()]
-        rejected = pd.DataFrame({
-            "source_sheet": frame.loc[rejected_mask, "source_sheet"],
-            "source_line": frame.loc[rejected_mask, "source_line"],
-            "raw_text": [_join_raw(row) for row in original.itertuples(index=False)],
-            "reason": reasons[rejected_mask],
-        })
-        rejected = pd.concat([chunk.pre_rejected, rejected], ignore_index=True)
-    else:
-        rejected = chunk.pre_rejected
-    return good, rejected
+def _shown(value: object) -> str:
+    return "'" + str(value)[:40] + "'"
+
+
+def parse_chunk(chunk: Chunk, date_format: str | None) -> tuple[pa.Table, list[Reject]]:
+    """Typed lines ready for COPY (LINES_SCHEMA), and the refused ones with their reasons."""
+    table, positions = chunk.table, chunk.positions
+    n = table.num_rows
+    if n == 0:
+        return LINES_SCHEMA.empty_table(), list(chunk.pre_rejected)
+
+    def column(name: str) -> pa.Array:
+        return _plain(table.column(positions[name]))
+
+    invoice_no = _text(column("invoice_no"))
+    stock_code = _text(column("stock_code"))
+    quantity = _numbers(column("quantity"))
+    unit_price = _numbers(column("unit_price"))
+    customer, bad_customer = _customer_ids(column("customer_id"))
+    invoiced_at, date_message = _dates(column("invoice_date"), date_format, chunk.dates)
+
+    refusals = [
+        (~_ok(pc.is_valid(invoice_no)), "invoice_no", "missing invoice number"),
+        (~_ok(pc.is_valid(stock_code)), "stock_code", "missing stock code"),
+        (~_integral(quantity, INT32_MAX), "quantity", "quantity {} is not an integer"),
+        (~_ok(pc.is_finite(unit_price)), "unit_price", "unit price {} is not a number"),
+        (bad_customer, "customer_id", "customer id {} is not an integer"),
+        (~_ok(pc.is_valid(invoiced_at)), "invoice_date", "invoice date {} " + date_message),
+    ]
+    refused = np.logical_or.reduce([mask for mask, _, _ in refusals])
+    good = pa.Table.from_arrays([
+        pa.nulls(n, pa.string()).fill_null(chunk.sheet), pa.array(chunk.lines, pa.int64()), invoice_no, stock_code,
+        _text(column("description")), quantity, invoiced_at, unit_price, customer, _text(column("country")),
+    ], names=list(RAW_COLUMNS))
+    rejected = list(chunk.pre_rejected)
+    if refused.any():
+        good = good.filter(pa.array(~refused))
+        rows = np.flatnonzero(refused)
+        original = table.take(pa.array(rows)).to_pandas()
+        for row, values in zip(rows, original.itertuples(index=False, name=None), strict=True):
+            reasons = [message.format(_shown(values[positions[name]]))
+                       for mask, name, message in refusals if mask[row]]
+            rejected.append((chunk.sheet, int(chunk.lines[row]), _join_raw(values), "; ".join(reasons)))
+    return good.cast(LINES_SCHEMA), rejected
 
 
 # -- writing -----------------------------------------------------------------------------------------------
 
-def _copy_frame(cur: psycopg.Cursor, table: str, frame: pd.DataFrame, batch_id: int) -> None:
-    if frame.empty:
-        return
-    frame = frame.assign(batch_id=batch_id)
-    columns = ["batch_id", *[c for c in frame.columns if c != "batch_id"]]
-    buffer = io.StringIO()
-    # \\N marks NULL so that an empty sheet name stays an empty string
-    frame[columns].to_csv(buffer, header=False, index=False, date_format="%Y-%m-%d %H:%M:%S", na_rep="\\N")
-    with cur.copy(f"copy {table} ({', '.join(columns)}) from stdin (format csv, null '\\N')") as copy:
-        copy.write(buffer.getvalue())
+CSV_WRITE_OPTIONS = pacsv.WriteOptions(include_header=False)
+
+
+def _copy_data(good: pa.Table, batch_id: int) -> pa.Buffer:
+    """The lines as COPY csv: nulls unquoted empty, text always quoted (so an empty sheet name stays empty text),
+    unit prices with the digits Python writes (18.0, not 18 or 1.8e+01: numeric keeps the scale)."""
+    price = _plain(good.column("unit_price"))
+    whole = pc.and_(pc.equal(pc.floor(price), price), pc.less(pc.abs(price), 1e16))  # repr: digits and ".0"
+    digits = pc.if_else(whole, price, 0.0).cast(pa.int64()).cast(pa.string())
+    text = pc.if_else(whole, pc.binary_join_element_wise(digits, ".0", ""), price.cast(pa.string()))
+    out = good.set_column(good.schema.get_field_index("unit_price"), "unit_price", text)
+    out = out.add_column(0, "batch_id", pa.nulls(good.num_rows, pa.int64()).fill_null(batch_id))
+    sink = pa.BufferOutputStream()
+    pacsv.write_csv(out, sink, CSV_WRITE_OPTIONS)
+    return sink.getvalue()
+
+
+class _LinesWriter(LibpqWriter):
+    """Writes the lines' COPY from a thread of its own: tables of checked lines are queued (at most
+    COPY_QUEUE_DEPTH), turned into COPY csv and sent there, so that the next block is read and checked while the
+    previous one is written out and stored by the server."""
+
+    def __init__(self, cursor: psycopg.Cursor, batch_id: int):
+        super().__init__(cursor)
+        self.batch_id = batch_id
+        self._tables: queue.Queue[pa.Table | None] = queue.Queue(maxsize=COPY_QUEUE_DEPTH)
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+
+    def _send(self) -> None:
+        try:
+            while (table := self._tables.get()) is not None:
+                self.write(memoryview(_copy_data(table, self.batch_id)))
+        except BaseException as exc:  # handed to the main thread
+            self._error = exc
+            while self._tables.get() is not None:
+                pass
+
+    def put(self, table: pa.Table) -> None:
+        if self._error is not None:
+            raise self._error
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._send, name="insiders-copy", daemon=True)
+            self._thread.start()
+        self._tables.put(table)
+
+    def finish(self, exc: BaseException | None = None) -> None:
+        if self._thread is not None:
+            self._tables.put(None)
+            self._thread.join()
+            self._thread = None
+        # the COPY is ended in any case; with an error, the server drops it
+        super().finish(exc or self._error)
+        if self._error is not None and exc is None:
+            raise self._error
+
+
+class _Rejects:
+    """Refused lines spooled (to disk past a few MB) until the lines' COPY is done, then copied in one go."""
+
+    def __init__(self, batch_id: int, spool: io.TextIOBase):
+        self.batch_id = batch_id
+        self.count = 0
+        self.examples: list[str] = []
+        self._spool = spool
+        self._writer = csv.writer(spool, quoting=csv.QUOTE_ALL)
+
+    def add(self, rejected: list[Reject]) -> None:
+        self._writer.writerows((self.batch_id, *r) for r in rejected)
+        self.count += len(rejected)
+        self.examples += [f"line {line}: {reason}" for _, line, _, reason in rejected[: 5 - len(self.examples)]]
+
+    def copy(self, cur: psycopg.Cursor) -> None:
+        if not self.count:
+            return
+        self._spool.seek(0)
+        with cur.copy(COPY_REJECTS) as copy:
+            for block in iter(lambda: self._spool.read(1 << 20), ""):
+                copy.write(block)
 
 
 def ensure_raw_schema(conn: psycopg.Connection) -> None:
@@ -438,9 +918,10 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
     if not path.is_file():
         raise InsidersError(f"{path}: no such file")
     source = SourceFile(path=path.resolve(), file_format=file_format_of(path))
-    sha256, encoding = scan_bytes(path)
+    source.scan = scan_file(path, lines=source.file_format == "csv")
+    sha256 = source.scan.sha256
     if source.file_format == "csv":
-        source.encoding = encoding
+        source.encoding = source.scan.encoding
     sheet_selection = sheet or ""
     with conn.transaction():
         ensure_raw_schema(conn)
@@ -455,8 +936,9 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
                      path.name, batch_id, f"{loaded:,}")
             return LoadResult(path, batch_id, 0, 0, 0, already_loaded=True,
                               seconds=time.perf_counter() - started)
-        if existing:  # --replace: the batch keeps its id, its lines and rejects go with the old row
-            conn.execute("delete from raw.load_batches where batch_id = %s", (existing[0],))
+        if existing:  # --replace: the batch keeps its id; its lines and rejects go with the old row
+            for table in ("raw.invoice_lines", "raw.rejected_invoice_lines", "raw.load_batches"):
+                conn.execute(f"delete from {table} where batch_id = %s", (existing[0],))
         batch_id = conn.execute(
             "insert into raw.load_batches (batch_id, source_file, source_path, file_sha256, sheet_selection,"
             " file_format, column_layout, lines_read, lines_loaded, lines_rejected, started_at, loaded_at)"
@@ -465,24 +947,31 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
             (existing[0] if existing else None, path.name, str(source.path), sha256, sheet_selection,
              source.file_format, started_at, started_at),
         ).fetchone()[0]
-        loaded = rejected = 0
-        examples: list[str] = []
-        with conn.cursor() as cur:
-            for chunk in _reader(source, sheet):
-                good, bad = parse_chunk(chunk, source.date_format)
-                _copy_frame(cur, "raw.invoice_lines", good, batch_id)
-                _copy_frame(cur, "raw.rejected_invoice_lines", bad, batch_id)
-                loaded += len(good)
-                rejected += len(bad)
-                if len(examples) < 5:
-                    examples += [f"line {r.source_line}: {r.reason}" for r in bad.head(5 - len(examples)).itertuples()]
-                if progress:
-                    log.info("%s: %s lines read", path.name, f"{loaded + rejected:,}")
+        loaded = 0
+        with (conn.cursor() as cur,
+              tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="utf-8", newline="") as spool):
+            rejects = _Rejects(batch_id, spool)
+            lines = _LinesWriter(cur, batch_id)
+            with cur.copy(COPY_LINES, writer=lines):
+                reported = 0
+                for chunk in _reader(source, sheet):
+                    good, bad = parse_chunk(chunk, source.date_format)
+                    if good.num_rows:
+                        lines.put(good)
+                    loaded += good.num_rows
+                    rejects.add(bad)
+                    if progress and loaded + rejects.count - reported >= PROGRESS_EVERY_LINES:
+                        reported = loaded + rejects.count
+                        log.info("%s: %s lines read", path.name, f"{reported:,}")
+            rejects.copy(cur)
+        rejected, examples = rejects.count, rejects.examples
         conn.execute(
             "update raw.load_batches set column_layout = %s, text_encoding = %s, date_format = %s, lines_read = %s,"
             " lines_loaded = %s, lines_rejected = %s, loaded_at = clock_timestamp() where batch_id = %s",
             (source.layout, source.encoding, source.date_format, loaded + rejected, loaded, rejected, batch_id),
         )
+        if loaded >= ANALYZE_MIN_LINES:
+            conn.execute("analyze raw.invoice_lines")  # statistics for the planner, before dbt reads the lines
     result = LoadResult(path, batch_id, loaded + rejected, loaded, rejected, seconds=time.perf_counter() - started,
                         date_format=source.date_format, rejected_examples=examples)
     log.info("%s: read %s lines, loaded %s, rejected %s in %.1f s (batch %d%s)", path.name,

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import csv
+import io
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -208,3 +210,294 @@ def test_unsupported_or_missing_files_say_so(tmp_path, conn):
         load_file(conn, tmp_path / "lines.json")
     with pytest.raises(InsidersError, match="no such file"):
         load_file(conn, tmp_path / "absent.csv")
+
+
+# -- pyarrow reading: line numbers, raw text, chunks -------------------------------------------------------
+
+GOOD_FIELDS = ["85123A", "WHITE HANGING HEART", "6", "12/1/2010 8:26", "2.55", "17850", "United Kingdom"]
+
+
+def expected_by_csv_module(path: Path, delimiter: str = ",", encoding: str = "utf-8") -> tuple[dict, dict]:
+    """What the csv module reads (the loader's reference): invoice number -> line of each record of 8 fields, and
+    line -> raw fields of each record of another length that is not blank."""
+    loaded, refused = {}, {}
+    with path.open(newline="", encoding=encoding) as handle:
+        reader = csv.reader(handle, delimiter=delimiter)
+        next(reader)
+        for row in reader:
+            if len(row) == 8:
+                loaded[row[0]] = reader.line_num
+            elif any(v.strip() for v in row):
+                refused[reader.line_num] = row
+    return loaded, refused
+
+
+def loaded_lines(conn: psycopg.Connection) -> dict[str, int]:
+    return dict(conn.execute("select invoice_no, source_line from raw.invoice_lines").fetchall())
+
+
+def refused_lines(conn: psycopg.Connection) -> dict[int, tuple[str, str]]:
+    rows = conn.execute("select source_line, raw_text, reason from raw.rejected_invoice_lines").fetchall()
+    return {line: (raw, reason) for line, raw, reason in rows}
+
+
+@pytest.fixture
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """pyarrow reads 4 KiB at a time and chunks hold at most 500 lines: a file of a few thousand lines crosses
+    many block boundaries. Returns the size of every chunk checked."""
+    monkeypatch.setattr(load_module, "CSV_BLOCK_BYTES", 4096)
+    monkeypatch.setattr(load_module, "CHUNK_LINES", 500)
+    sizes: list[int] = []
+    real_parse = load_module.parse_chunk
+
+    def counting_parse(chunk, date_format):
+        sizes.append(chunk.table.num_rows)
+        return real_parse(chunk, date_format)
+
+    monkeypatch.setattr(load_module, "parse_chunk", counting_parse)
+    return sizes
+
+
+def test_wrong_field_counts_in_a_large_csv_keep_their_line_numbers_and_raw_text(tmp_path, conn, small_blocks):
+    bad_lines = {2, 777, 5_000, 5_001, 12_345, 20_001}
+    text = [",".join(UCI_HEADER)]
+    for line in range(2, 20_002):
+        if line in bad_lines:
+            text.append(f"L{line},truncated line")
+        elif line == 9_000:
+            text.append("   ")  # blank: not counted
+        elif line == 9_001:
+            text.append(f'L{line},"{GOOD_FIELDS[0]}, quoted",' + ",".join(GOOD_FIELDS[1:]))
+        else:
+            text.append(f"L{line}," + ",".join(GOOD_FIELDS))
+    path = tmp_path / "large.csv"
+    path.write_text("\n".join(text) + "\n")
+    result = load_file(conn, path)
+    assert (result.lines_read, result.lines_rejected) == (20_000 - 1, len(bad_lines))
+    assert loaded_lines(conn) == {f"L{line}": line for line in range(2, 20_002) if line not in bad_lines | {9_000}}
+    assert refused_lines(conn) == {
+        line: (f"L{line},truncated line", "expected 8 fields, found 2") for line in bad_lines
+    }
+    assert len(small_blocks) > 20_000 * 60 // 4096  # one chunk per block at least: memory stays bounded
+    assert max(small_blocks) <= 500
+
+
+def messy_rows(n: int) -> list[list[str]]:
+    """Records of every kind: good, quoted with delimiters, quotes and line breaks, too short, too long, blank."""
+    rows: list[list[str]] = []
+    for i in range(n):
+        fields = [f"N{i}", *GOOD_FIELDS]
+        kind = i % 11
+        if kind == 3:
+            fields[2] = "TWO\nLINES, \"QUOTED\""
+        elif kind == 5:
+            fields = fields[:3]
+        elif kind == 7:
+            fields[2] = "THREE\r\nLINES\nHERE"
+        elif kind == 8:
+            fields = [*fields, "extra"]
+        elif kind == 9 and i % 2:
+            fields = ["", ""]
+        elif kind == 10:
+            fields = [f"N{i}", "short\nand broken"]
+        rows.append(fields)
+    return rows
+
+
+@pytest.mark.parametrize("delimiter", [",", ";", "\t", "|"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_quoted_line_breaks_keep_physical_line_numbers(tmp_path, conn, small_blocks, delimiter, newline):
+    path = tmp_path / "messy.csv"
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, delimiter=delimiter, lineterminator=newline)
+        writer.writerow(UCI_HEADER)
+        writer.writerows(messy_rows(3_000))
+    loaded, refused = expected_by_csv_module(path, delimiter)
+    result = load_file(conn, path)
+    assert (result.lines_loaded, result.lines_rejected) == (len(loaded), len(refused))
+    assert loaded_lines(conn) == loaded
+    stored = refused_lines(conn)
+    assert sorted(stored) == sorted(refused)
+    assert all(reason == f"expected 8 fields, found {len(refused[line])}" for line, (_, reason) in stored.items())
+    # the raw text is the record as written (the file's own delimiter and quoting)
+    for line, (raw, _) in stored.items():
+        assert next(csv.reader(io.StringIO(raw, newline=""), delimiter=delimiter)) == refused[line]
+
+
+def test_empty_lines_inside_the_file_are_not_counted_and_lines_keep_their_numbers(tmp_path, conn, small_blocks):
+    path = tmp_path / "gaps.csv"
+    body = [",".join(UCI_HEADER)]
+    for i in range(2_000):
+        body.append(f"N{i}," + ",".join(GOOD_FIELDS) if i % 13 else f"N{i},too short")
+        if i % 97 == 0:
+            body.append("")  # an empty line
+    path.write_text("\n".join(body) + "\n\n\n")
+    loaded, refused = expected_by_csv_module(path)
+    result = load_file(conn, path)
+    assert (result.lines_read, result.lines_loaded, result.lines_rejected) == (2_000, len(loaded), len(refused))
+    assert loaded_lines(conn) == loaded
+    assert sorted(refused_lines(conn)) == sorted(refused)
+
+
+def test_trailing_empty_lines_and_no_final_line_break(tmp_path, conn):
+    path = tmp_path / "tail.csv"
+    rows = [",".join(UCI_HEADER), *(f"N{i}," + ",".join(GOOD_FIELDS) for i in range(3))]
+    path.write_text("\n".join(rows) + "\n\n\n")
+    assert load_file(conn, path).lines_read == 3
+    path.write_text("\n".join(rows))
+    assert load_file(conn, path).lines_read == 3
+    assert loaded_lines(conn) == {"N0": 2, "N1": 3, "N2": 4}
+
+
+def test_latin1_refused_line_keeps_its_text(tmp_path, conn):
+    path = tmp_path / "latin.csv"
+    write_csv(path, UCI_HEADER, [*ROWS, ["536381", "22962", "CAFÉ CRÈME", "douze", "12/15/2010 9:41", "1.45", "",
+                                         "Côte d'Ivoire"]], encoding="latin-1")
+    result = load_file(conn, path)
+    assert (result.lines_loaded, result.lines_rejected) == (5, 1)
+    assert refused_lines(conn) == {
+        7: ("536381,22962,CAFÉ CRÈME,douze,12/15/2010 9:41,1.45,,Côte d'Ivoire", "quantity 'douze' is not an integer")
+    }
+
+
+@pytest.mark.parametrize(
+    ("quantity", "price", "customer", "stored"),
+    [
+        ("6.0", "18", "17850.0", (6, "18.0", 17850)),
+        (" +7 ", " 2.50 ", " 1e3 ", (7, "2.5", 1000)),
+        ("-3", "0.00001", "", (-3, "0.00001", None)),
+        ("1e2", "1e21", "12346", (100, "1000000000000000000000", 12346)),
+    ],
+)
+def test_numbers_are_read_as_pandas_reads_them(tmp_path, conn, quantity, price, customer, stored):
+    path = write_csv(tmp_path / "numbers.csv", UCI_HEADER,
+                     [["536365", "85123A", "HEART", quantity, "12/1/2010 8:26", price, customer, "United Kingdom"]])
+    assert load_file(conn, path).lines_loaded == 1
+    assert conn.execute("select quantity, unit_price::text, customer_id from raw.invoice_lines").fetchone() == stored
+
+
+@pytest.mark.parametrize(
+    ("quantity", "price", "customer", "reason"),
+    [
+        ("2147483648", "1", "1", "quantity '2147483648' is not an integer"),
+        ("1.5", "1", "1", "quantity '1.5' is not an integer"),
+        ("1", "inf", "1", "unit price 'inf' is not a number"),
+        ("1", "nan", "1", "unit price 'nan' is not a number"),
+        ("1", "", "1", "unit price '' is not a number"),
+        ("1", "1", "0x10", "customer id '0x10' is not an integer"),
+        ("", "1,5", "1e400", "quantity '' is not an integer; unit price '1,5' is not a number; "
+                             "customer id '1e400' is not an integer"),
+    ],
+)
+def test_numbers_pandas_refuses_are_refused(tmp_path, conn, quantity, price, customer, reason):
+    path = write_csv(tmp_path / "numbers.csv", UCI_HEADER,
+                     [["536365", "85123A", "HEART", quantity, "12/1/2010 8:26", price, customer, "United Kingdom"]])
+    assert load_file(conn, path).lines_rejected == 1
+    assert [r for _, r in refused_lines(conn).values()] == [reason]
+
+
+def test_parquet_native_timestamps_nulls_and_refused_rows(tmp_path, conn, monkeypatch):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    monkeypatch.setattr(load_module, "PARQUET_BATCH_LINES", 2)
+    sizes: list[int] = []
+    real_parse = load_module.parse_chunk
+    monkeypatch.setattr(load_module, "parse_chunk",
+                        lambda chunk, fmt: sizes.append(chunk.table.num_rows) or real_parse(chunk, fmt))
+    table = pa.table({
+        "Invoice": ["536365", "536366", None, "536368", "536369"],
+        "StockCode": ["85123A", "22633", "84879", "22961", "22962"],
+        "Description": ["HEART", None, "BIRD", "JAM", "  PADDED  "],
+        "Quantity": pa.array([6, 6, 32, None, 2], pa.int32()),
+        "InvoiceDate": pa.array([1291191960, 1291192080, 1292229240, 1292406060, None], pa.timestamp("s", "UTC")),
+        "Price": [2.55, 1.85, 1.69, 1.45, 3.0],
+        "Customer ID": pa.array([17850, None, 13047, 14527, 12346], pa.int64()),
+        "Country": ["United Kingdom", "United Kingdom", "France", "", "EIRE"],
+    })
+    pq.write_table(table, tmp_path / "native.parquet")
+    result = load_file(conn, tmp_path / "native.parquet")
+    assert (result.lines_read, result.lines_loaded, result.lines_rejected, result.date_format) == (5, 2, 3, None)
+    assert sizes == [2, 2, 1]
+    assert conn.execute(
+        "select source_line, invoice_no, description, invoiced_at::text, unit_price::text, customer_id, country"
+        " from raw.invoice_lines order by source_line").fetchall() == [
+        (1, "536365", "HEART", "2010-12-01 08:26:00", "2.55", 17850, "United Kingdom"),
+        (2, "536366", None, "2010-12-01 08:28:00", "1.85", None, "United Kingdom"),
+    ]
+    # refused rows are shown as pandas shows them, as before (an integer column with a null reads as floats)
+    assert refused_lines(conn) == {
+        3: (",84879,BIRD,32.0,2010-12-13 08:34:00+00:00,1.69,13047,France", "missing invoice number"),
+        4: ("536368,22961,JAM,nan,2010-12-15 09:41:00+00:00,1.45,14527,", "quantity 'nan' is not an integer"),
+        5: ("536369,22962,  PADDED  ,2,NaT,3.0,12346,EIRE", "invoice date 'NaT' is not a date"),
+    }
+
+
+def test_xlsx_refused_lines_have_reasons(tmp_path, conn):
+    path = tmp_path / "refused.xlsx"
+    rows = [ROWS[0], ["536390", "22111", "BOTTLE", "abc", "12/16/2010 9:00", 4.95, 17850, "United Kingdom"]]
+    pd.DataFrame(rows, columns=UCI_HEADER).to_excel(path, index=False)
+    result = load_file(conn, path)
+    assert (result.lines_loaded, result.lines_rejected, result.date_format) == (1, 1, "%m/%d/%Y %H:%M")
+    assert refused_lines(conn) == {
+        3: ("536390,22111,BOTTLE,abc,12/16/2010 9:00,4.95,17850,United Kingdom", "quantity 'abc' is not an integer")
+    }
+
+
+def test_a_load_refreshes_statistics(tmp_path, conn, monkeypatch):
+    monkeypatch.setattr(load_module, "ANALYZE_MIN_LINES", 5)
+    load_file(conn, write_csv(tmp_path / "lines.csv", UCI_HEADER, ROWS))
+    analyzed = conn.execute("select count(*) from pg_stats where schemaname = 'raw' and tablename = 'invoice_lines'")
+    assert analyzed.fetchone()[0] > 0
+
+
+def test_replacing_a_file_leaves_only_its_new_lines_and_rejects(tmp_path, conn):
+    path = write_csv(tmp_path / "lines.csv", UCI_HEADER, ROWS)
+    first = load_file(conn, path)
+    again = load_file(conn, path, replace=True)
+    assert again.batch_id == first.batch_id
+    counts = conn.execute("select (select count(*) from raw.invoice_lines), (select count(*) from"
+                          " raw.rejected_invoice_lines), (select count(*) from raw.load_batches)").fetchone()
+    assert counts == (first.lines_loaded, first.lines_rejected, 1)
+
+
+def test_a_role_that_is_not_superuser_loads_all_the_same(tmp_path, conn, target):
+    role = f"loader_{target.dbname}"
+    conn.execute(f"create role {role} login password 'loader'")
+    conn.execute(f"grant create on database {target.dbname} to {role}")
+    conn.commit()
+    try:
+        with psycopg.connect(replace(target, user=role, password="loader").url) as restricted:
+            result = load_file(restricted, write_csv(tmp_path / "lines.csv", UCI_HEADER, ROWS))
+            assert result.lines_loaded == 5
+            assert raw_lines(restricted) == EXPECTED
+    finally:
+        conn.execute(f"drop owned by {role}")
+        conn.execute(f"drop role {role}")
+        conn.commit()
+
+
+def test_a_failure_while_copying_loads_nothing(tmp_path, conn, monkeypatch):
+    path = write_csv(tmp_path / "lines.csv", UCI_HEADER, ROWS)
+    load_module.ensure_raw_schema(conn)
+    conn.commit()
+
+    def broken(table, batch_id):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(load_module, "_copy_data", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        load_file(conn, path)
+    conn.rollback()
+    assert conn.execute("select count(*) from raw.load_batches").fetchone()[0] == 0
+
+
+def test_a_record_longer_than_a_block_is_read_line_by_line(tmp_path, conn, small_blocks):
+    rows = [[f"N{i}", *GOOD_FIELDS] for i in range(50)]
+    rows[20][2] = "LONG " * 2_000  # 10 kB: more than one of pyarrow's blocks
+    rows[30] = ["N30", "too short"]
+    path = write_csv(tmp_path / "long.csv", UCI_HEADER, rows)
+    result = load_file(conn, path)
+    assert (result.lines_read, result.lines_loaded, result.lines_rejected) == (50, 49, 1)
+    assert loaded_lines(conn) == {f"N{i}": i + 2 for i in range(50) if i != 30}
+    assert refused_lines(conn) == {32: ("N30,too short", "expected 8 fields, found 2")}

@@ -20,8 +20,11 @@ create table if not exists raw.load_batches (
     constraint load_batches_lines_add_up check (lines_read = lines_loaded + lines_rejected)
 );
 
+-- No foreign key from the lines to their batch: PostgreSQL checks one with a query per line, which cost more than
+-- the COPY itself. Every line is written with its batch in one transaction, `--replace` deletes a batch's lines
+-- and rejects with it, and dbt tests the relationship (source online_retail.invoice_lines, batch_id).
 create table if not exists raw.invoice_lines (
-    batch_id bigint not null references raw.load_batches (batch_id) on delete cascade,
+    batch_id bigint not null,
     source_sheet text not null default '',
     source_line bigint not null,
     invoice_no text not null,
@@ -36,13 +39,27 @@ create table if not exists raw.invoice_lines (
 );
 
 create table if not exists raw.rejected_invoice_lines (
-    batch_id bigint not null references raw.load_batches (batch_id) on delete cascade,
+    batch_id bigint not null,
     source_sheet text not null default '',
     source_line bigint not null,
     raw_text text not null,
     reason text not null,
     primary key (batch_id, source_sheet, source_line)
 );
+
+-- databases made before the keys were dropped: drop them once (an ALTER every time would lock the tables)
+do $$
+declare
+    fk record;
+begin
+    for fk in
+        select conrelid::regclass as line_table, conname from pg_constraint
+        where contype = 'f' and conrelid in ('raw.invoice_lines'::regclass, 'raw.rejected_invoice_lines'::regclass)
+    loop
+        execute format('alter table %s drop constraint %I', fk.line_table, fk.conname);
+    end loop;
+end
+$$;
 
 -- What the next dbt build computes, written by `insiders` just before it runs dbt and emptied after. Dates
 -- travel through data, not `--vars`: a new var value would make dbt parse the whole project again.
