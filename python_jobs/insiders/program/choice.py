@@ -211,7 +211,7 @@ def choose_definition(conn: psycopg.Connection, as_of: date, data_start: date, c
                   f"the strongest simple rule, {FALLBACK}")
         return ProgramChoice(FALLBACK, reason, [])
     evidence = pd.concat([inner_backtest(conn, c, data_start, config, cluster_config) for c in cutoffs],
-                         ignore_index=True)
+                         ignore_index=True).sort_values(["cutoff_date", "candidate"], ignore_index=True)
     definition, reason = decide(evidence, config)
     return ProgramChoice(definition, reason, cutoffs, evidence)
 
