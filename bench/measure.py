@@ -49,7 +49,8 @@ def run_measured(label: str, command: list[str], env: dict[str, str]) -> Measure
     stages = {}
     timings = re.search(r"(?:stage timings|timings): (.*)", output)
     if timings:
-        for name, value in re.findall(r"([^,]+?) (\d+(?:\.\d+)?) s(?:,|$)", timings.group(1)):
+        # stage names may hold commas ("segments, forecast and Insiders"): each ends at its " N s"
+        for name, value in re.findall(r"(.+?) (\d+(?:\.\d+)?) s(?:, |$)", timings.group(1)):
             stages[name.strip()] = float(value)
     return Measured(label, seconds, peak / 2**20, stages, output)
 

@@ -54,6 +54,16 @@ def built_dates(conn: psycopg.Connection) -> set[date]:
     return {row[0] for row in conn.execute("select distinct as_of_date from marts.fct_customer_features")}
 
 
+def lines_loaded_since_last_build(conn: psycopg.Connection) -> bool:
+    """Whether a batch was loaded (or loaded again) after the line checks were last built."""
+    if conn.execute("select to_regclass('intermediate.int_invoice_lines__rule_checks') is null").fetchone()[0]:
+        return True
+    return conn.execute(
+        "select (select max(loaded_at) from raw.load_batches)"
+        " > coalesce((select max(batch_loaded_at) from intermediate.int_invoice_lines__rule_checks), '-infinity')"
+    ).fetchone()[0] is not False
+
+
 def dates_to_label(conn: psycopg.Connection, as_of_dates: Iterable[date], program: ProgramConfig) -> list[date]:
     """The as-of dates and every earlier cutoff their Insider choice reads."""
     first, _ = data_span(conn)
@@ -66,9 +76,12 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
     built yet, and for `rebuild`; returns the dates built."""
     with db.connect(target) as conn:
         needed = dates_to_label(conn, as_of_dates, program)
-        missing = sorted((set(needed) - built_dates(conn)) | set(rebuild))
+        # a date is rebuilt to take in lines loaded since the last build; with none, it would come out the same
+        restated = set(rebuild) if lines_loaded_since_last_build(conn) else set()
+        missing = sorted((set(needed) - built_dates(conn)) | restated)
     if not missing:
-        log.info("features for %d as-of dates are built already; kept as they are", len(needed))
+        log.info("features for %d as-of dates are built already and no line was loaded since; kept as they are",
+                 len(needed))
         return []
     with requested_dates(target, "control.feature_dates", missing):
         invoke_dbt(paths, target, ["build", "--exclude", "source:ml+"])

@@ -46,6 +46,13 @@ def test_new_dates_reach_dbt_through_data_and_parse_once(target, tmp_path):
     assert json.loads(perf_info.read_text())["parsed_path_count"] == 0  # partial parsing: a new date is data
     assert count(target, "select count(distinct as_of_date) from marts.fct_customer_features") == 3
     assert count(target, "select count(*) from control.feature_dates") == 0  # requests do not outlive the build
+    # `run` restates its as-of date to take in new lines; with none loaded since, there is nothing to build
+    assert build_features(paths, target, [date(2011, 3, 3)], PROGRAM, rebuild=[date(2011, 3, 3)]) == []
+    with psycopg.connect(target.url) as conn:
+        load_file(conn, write_lines(tmp_path / "b.csv", "3/3/2011", range(40, 45), 510000))
+    assert build_features(paths, target, [date(2011, 3, 3)], PROGRAM, rebuild=[date(2011, 3, 3)]) == [
+        date(2011, 3, 3)]
+    assert count(target, "select count(*) from marts.fct_customer_features where as_of_date = '2011-03-03'") == 45
 
 
 def test_line_tables_grow_batch_by_batch_and_a_replaced_file_counts_once(target, test_paths, tmp_path):
