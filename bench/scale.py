@@ -76,36 +76,37 @@ def main() -> None:
     print(f"{psutil.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; PostgreSQL "
           f"{memory_settings(base)}", flush=True)
     made: list[Target] = []
-    largest: tuple[Target, Path, Measured] | None = None
-    try:
-        for n_lines in sorted(args.lines):
-            source = demo_file(args.data_dir, n_lines)
-            target = new_database(base, f"bench_scale_{n_lines // 1_000_000}m")
-            made.append(target)
-            with tempfile.TemporaryDirectory(prefix="insiders-scale-") as state:
+    largest: tuple[Target, Path, Measured, Path] | None = None
+    with tempfile.TemporaryDirectory(prefix="insiders-scale-") as states:
+        try:
+            for n_lines in sorted(args.lines):
+                source = demo_file(args.data_dir, n_lines)
+                target = new_database(base, f"bench_scale_{n_lines // 1_000_000}m")
+                made.append(target)
+                # each database keeps its own state directory (its dbt state and the fitted models' files)
+                state = Path(states) / target.dbname
                 run = run_measured(f"insiders run, {n_lines:,} lines",
-                                   [INSIDERS, "run", "--input", str(source)], environment(target, Path(state)))
-            show(run)
-            load = run.stages.get("load", float("nan"))
-            print(f"    load {n_lines / load:,.0f} lines/s; whole run {n_lines / run.seconds:,.0f} lines/s",
-                  flush=True)
-            largest = (target, source, run)
-        if largest:
-            target, source, full = largest
-            day_file, day, n_day = next_day_file(source, args.data_dir / f"{source.stem}_next_day.csv")
-            with tempfile.TemporaryDirectory(prefix="insiders-scale-") as state:
-                env = environment(target, Path(state))
+                                   [INSIDERS, "run", "--input", str(source)], environment(target, state))
+                show(run)
+                load = run.stages.get("load", float("nan"))
+                print(f"    load {n_lines / load:,.0f} lines/s; whole run {n_lines / run.seconds:,.0f} lines/s",
+                      flush=True)
+                largest = (target, source, run, state)
+            if largest:
+                target, source, full, state = largest
+                day_file, day, n_day = next_day_file(source, args.data_dir / f"{source.stem}_next_day.csv")
                 append = run_measured(f"append {day} ({n_day:,} lines) and run for it",
-                                      [INSIDERS, "run", "--input", str(day_file), "--as-of", day.isoformat()], env)
-            show(append)
-            print(f"\nappending one day ({n_day / max(args.lines):.2%} of the lines): "
-                  f"{append.seconds / full.seconds:.1%} of the full run's time (target: under 10%)")
-    finally:
-        if not args.keep:
-            for target in made:
-                drop_database(base, target)
-        else:
-            print("databases kept:", ", ".join(t.dbname for t in made))
+                                      [INSIDERS, "run", "--input", str(day_file), "--as-of", day.isoformat()],
+                                      environment(target, state))
+                show(append)
+                print(f"\nappending one day ({n_day / max(args.lines):.2%} of the lines): "
+                      f"{append.seconds / full.seconds:.1%} of the full run's time (target: under 10%)")
+        finally:
+            if not args.keep:
+                for target in made:
+                    drop_database(base, target)
+            else:
+                print("databases kept:", ", ".join(t.dbname for t in made))
 
 
 if __name__ == "__main__":
