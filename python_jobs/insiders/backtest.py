@@ -77,9 +77,11 @@ def copy_lines(source: Target, scratch: Target, after: date | None, until: date)
                 dst.cursor().copy("copy raw.invoice_lines from stdin (format binary)") as into:
             for block in out:
                 into.write(block)
-        # the scratch batches account for the lines they hold, so the data-quality checks add up there too
+        # the scratch batches account for the lines they hold, so the data-quality checks add up there too; and
+        # they are loaded again now, so that the line tables built batch by batch take in the lines just copied
         dst.execute("update raw.load_batches as batches"
-                    " set lines_read = coalesce(held.n, 0), lines_loaded = coalesce(held.n, 0), lines_rejected = 0"
+                    " set lines_read = coalesce(held.n, 0), lines_loaded = coalesce(held.n, 0), lines_rejected = 0,"
+                    " loaded_at = clock_timestamp()"
                     " from raw.load_batches as every_batch left join (select batch_id, count(*) as n"
                     " from raw.invoice_lines group by batch_id) as held on held.batch_id = every_batch.batch_id"
                     " where batches.batch_id = every_batch.batch_id")
@@ -120,6 +122,7 @@ def backtest_cutoff(paths: Paths, target: Target, cutoff: date, program: Program
         groups = rule_groups(result, program)
         # only now does the scratch database see the horizon
         copy_lines(target, scratch, cutoff, cutoff + timedelta(days=program.horizon_days))
+        stages.build_sales(scratch_paths, scratch)
         with db.connect(scratch) as conn:
             outcome = future_revenue(conn, cutoff, program.horizon_days)
     customer_id = result.features["customer_id"]

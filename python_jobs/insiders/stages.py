@@ -88,6 +88,12 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
     return missing
 
 
+def build_sales(paths: Paths, target: Target) -> None:
+    """dbt: the line tables, the daily sales mart and the data-quality report over every line loaded, feature
+    dates untouched (what a backtest measures its horizon on)."""
+    invoke_dbt(paths, target, ["build", "--select", "+fct_customer_daily_sales", "+rpt_data_quality"])
+
+
 def build_marts(paths: Paths, target: Target, as_of: date | None = None) -> None:
     """dbt: the segment marts and reports over the ml tables (as of `as_of`, else the latest date labelled)."""
     with requested_dates(target, "control.current_as_of", [as_of] if as_of else []):
