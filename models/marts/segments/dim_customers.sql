@@ -111,7 +111,6 @@ select
     cast(expected_revenue_90d as numeric(18, 4)) as expected_revenue_90d,
     cast(expected_revenue_365d as numeric(18, 4)) as expected_revenue_365d,
     cast(segment_since as date) as segment_since,
-    cast(segment_since as timestamp) as segment_changed_at,
     cast(insider_since as date) as insider_since,
     cast(first_purchase_date as date) as first_purchase_date,
     cast(last_purchase_date as date) as last_purchase_date,
