@@ -55,7 +55,7 @@ def backfill(paths: Paths, target: Target, dates: list[date], *, refit: bool = F
                      "fitted now" if result.mode == "fit" else "in force", result.n_insiders,
                      result.insider_definition)
     with timer.stage("segment marts and membership history"):
-        stages.build_marts(paths, target, max(dates))
+        stages.build_marts(paths, target)  # current: the latest date labelled, whatever the range
     log.info("backfilled %d as-of dates (%s to %s); timings: %s", len(dates), dates[0], dates[-1],
              ", ".join(f"{k} {v:.0f} s" for k, v in timer.timings.items()))
 

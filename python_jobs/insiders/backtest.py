@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import psycopg
 
-from . import db, stages
+from . import db, dbt_runner, stages
 from .cluster import store
 from .cluster.config import ClusterConfig
 from .cluster.job import ClusterResult, run_clustering
@@ -54,6 +54,7 @@ def scratch_database(target: Target, cutoff: date) -> Iterator[Target]:
     try:
         yield replace(target, dbname=name)
     finally:
+        dbt_runner.forget(replace(target, dbname=name))
         try:
             with db.connect(target, autocommit=True) as conn:
                 conn.execute(f'drop database if exists "{name}" with (force)')

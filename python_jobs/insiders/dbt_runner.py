@@ -92,10 +92,16 @@ def _failures(result: object) -> str:
     lines = []
     for node_result in getattr(result, "results", None) or []:
         status = str(getattr(node_result, "status", "")).lower()
-        if status in {"error", "fail", "runtimeerror"}:
+        if status in {"error", "fail", "runtime error"}:
             name = getattr(getattr(node_result, "node", None), "unique_id", "?")
             lines.append(f"{name}: {(node_result.message or status).strip()}")
     return "\n".join(lines[:20])
+
+
+def forget(target: Target) -> None:
+    """Drop the parsed manifests of a target that is going away (a backtest's scratch database)."""
+    for key in [key for key in _manifests if key[1] == target.url]:
+        del _manifests[key]
 
 
 def invoke_dbt(paths: Paths, target: Target, args: list[str]) -> None:

@@ -55,13 +55,26 @@ def built_dates(conn: psycopg.Connection) -> set[date]:
 
 
 def lines_loaded_since_last_build(conn: psycopg.Connection) -> bool:
-    """Whether a batch was loaded (or loaded again) after the line checks were last built."""
-    if conn.execute("select to_regclass('intermediate.int_invoice_lines__rule_checks') is null").fetchone()[0]:
+    """Whether a batch with lines was loaded (or loaded again) that the line checks have not taken in."""
+    built = conn.execute(
+        "select exists (select 1 from information_schema.columns where table_schema = 'intermediate'"
+        " and table_name = 'int_invoice_lines__rule_checks' and column_name = 'batch_loaded_at')").fetchone()[0]
+    if not built:  # never built, or built before the line checks were kept batch by batch
         return True
     return conn.execute(
-        "select (select max(loaded_at) from raw.load_batches)"
-        " > coalesce((select max(batch_loaded_at) from intermediate.int_invoice_lines__rule_checks), '-infinity')"
-    ).fetchone()[0] is not False
+        "select exists (select 1 from raw.load_batches as batches where batches.lines_loaded > 0 and not exists"
+        " (select 1 from intermediate.int_invoice_lines__rule_checks as checked"
+        "  where checked.batch_id = batches.batch_id and checked.batch_loaded_at = batches.loaded_at))"
+    ).fetchone()[0]
+
+
+def stale_dates(conn: psycopg.Connection, dates: Iterable[date]) -> set[date]:
+    """Those of `dates` built before the latest load (or with no record of when they were built)."""
+    latest_load = conn.execute("select max(loaded_at) from raw.load_batches").fetchone()[0]
+    built_through = dict(conn.execute("select as_of_date, lines_loaded_through from control.feature_builds"
+                                      " where as_of_date = any(%s)", (list(dates),)).fetchall())
+    return {day for day in dates if built_through.get(day) is None
+            or (latest_load is not None and latest_load > built_through[day])}
 
 
 def dates_to_label(conn: psycopg.Connection, as_of_dates: Iterable[date], program: ProgramConfig) -> list[date]:
@@ -75,16 +88,29 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
     """dbt: staging, cleaning and the feature mart for every date the labels of `as_of_dates` need that is not
     built yet, and for `rebuild`; returns the dates built."""
     with db.connect(target) as conn:
+        ensure_raw_schema(conn)
         needed = dates_to_label(conn, as_of_dates, program)
-        # a date is rebuilt to take in lines loaded since the last build; with none, it would come out the same
-        restated = set(rebuild) if lines_loaded_since_last_build(conn) else set()
-        missing = sorted((set(needed) - built_dates(conn)) | restated)
+        # a date is rebuilt to take in lines loaded since it was built; with none, it would come out the same
+        missing = sorted((set(needed) - built_dates(conn)) | stale_dates(conn, rebuild))
+        new_lines = lines_loaded_since_last_build(conn)
+        latest_load = conn.execute("select max(loaded_at) from raw.load_batches").fetchone()[0]
+        conn.commit()
     if not missing:
-        log.info("features for %d as-of dates are built already and no line was loaded since; kept as they are",
-                 len(needed))
+        log.info("features for %d as-of dates are built already%s; kept as they are", len(needed),
+                 "" if new_lines else " and no line was loaded since")
+        if new_lines:  # the line tables and daily sales still take in the new lines
+            build_sales(paths, target)
         return []
     with requested_dates(target, "control.feature_dates", missing):
         invoke_dbt(paths, target, ["build", "--exclude", "source:ml+"])
+    with db.connect(target) as conn, conn.transaction():
+        conn.execute("delete from control.feature_builds where as_of_date = any(%s)", (missing,))
+        with conn.cursor().copy("copy control.feature_builds (as_of_date, lines_loaded_through) from stdin") as copy:
+            for day in missing:
+                copy.write_row((day, latest_load))
+        # inner backtests measured on the old features of a restated cutoff are measured again
+        if conn.execute("select to_regclass('ml.inner_backtests') is not null").fetchone()[0]:
+            conn.execute("delete from ml.inner_backtests where cutoff_date = any(%s)", (missing,))
     return missing
 
 
@@ -96,6 +122,9 @@ def build_sales(paths: Paths, target: Target) -> None:
 
 def build_marts(paths: Paths, target: Target, as_of: date | None = None) -> None:
     """dbt: the segment marts and reports over the ml tables (as of `as_of`, else the latest date labelled)."""
+    with db.connect(target) as conn:  # the membership snapshot of earlier versions, replaced by a model
+        conn.execute("drop table if exists marts.snp_customer_segments")
+        conn.commit()
     with requested_dates(target, "control.current_as_of", [as_of] if as_of else []):
         invoke_dbt(paths, target, ["build", "--select", "source:ml+"])
 
@@ -120,5 +149,8 @@ def requested_dates(target: Target, table: str, dates: Iterable[date]) -> Iterat
         try:
             yield
         finally:
-            conn.execute(f"delete from {table}")
-            conn.commit()
+            try:
+                conn.execute(f"delete from {table}")
+                conn.commit()
+            except psycopg.Error as exc:  # do not hide the build's own error behind the clean-up's
+                log.warning("could not empty %s after the build: %s", table, exc)

@@ -36,17 +36,32 @@ excluded_countries as (
 
 ),
 
+batches_to_check as (
+
+    -- batches not in the table as loaded now: new ones, and ones loaded again (a new loaded_at). Compared by
+    -- pair, not against the latest loaded_at seen, so a batch committed out of order is never skipped.
+    select
+        load_batches.batch_id,
+        load_batches.loaded_at
+    from load_batches
+    {%- if is_incremental() %}
+        where not exists (
+                select 1
+                from {{ this }} as built
+                where built.batch_id = load_batches.batch_id and built.batch_loaded_at = load_batches.loaded_at
+            )
+    {%- endif %}
+
+),
+
 new_lines as (
 
     select
         staged_lines.*,
-        load_batches.loaded_at as batch_loaded_at
+        batches_to_check.loaded_at as batch_loaded_at
     from staged_lines
-    left join load_batches
-        on staged_lines.batch_id = load_batches.batch_id
-    {%- if is_incremental() %}
-        where load_batches.loaded_at > (select coalesce(max(batch_loaded_at), '-infinity') from {{ this }})
-    {%- endif %}
+    inner join batches_to_check
+        on staged_lines.batch_id = batches_to_check.batch_id
 
 ),
 

@@ -1,4 +1,9 @@
-{{ config(contract={'enforced': true}, indexes=[{'columns': ['customer_id'], 'unique': true}, {'columns': ['segment_id']}]) }}
+{{
+    config(
+        contract={'enforced': true},
+        indexes=[{'columns': ['customer_id'], 'unique': true}, {'columns': ['segment_id']}],
+    )
+}}
 
 {#-
     One row per customer: the segment at the current as-of date (macro current_as_of_date, else the latest

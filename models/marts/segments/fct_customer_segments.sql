@@ -1,4 +1,9 @@
-{{ config(contract={'enforced': true}, indexes=[{'columns': ['as_of_date', 'customer_id'], 'unique': true}, {'columns': ['customer_id']}]) }}
+{{
+    config(
+        contract={'enforced': true},
+        indexes=[{'columns': ['as_of_date', 'customer_id'], 'unique': true}, {'columns': ['customer_id']}],
+    )
+}}
 
 {#- One row per customer per as-of date: the segment history, with the features the summaries read. -#}
 

@@ -23,8 +23,10 @@ numbered as (
 
     select
         labelled.*,
-        row_number() over (partition by customer_id order by as_of_date)
-        - row_number() over (partition by customer_id, segment_id order by as_of_date) as stay_key
+        row_number() over (partition by labelled.customer_id order by labelled.as_of_date)
+        - row_number() over (
+            partition by labelled.customer_id, labelled.segment_id order by labelled.as_of_date
+        ) as stay_key
     from labelled
 
 ),

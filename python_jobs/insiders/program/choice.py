@@ -162,14 +162,19 @@ def measure_inner_cutoff(conn: psycopg.Connection, cutoff: date, data_start: dat
 
 # the one candidate whose inner backtest depends on the segment model (its kind is refitted at the cutoff)
 SEGMENT_CANDIDATES = {"top_segment"}
+# settings of the clustering that do not change which segments a fit makes
+GRID_FIELDS_NOT_FITTED = {"map_embedding", "refit_every_months", "match_max_distance", "rule_tree_depth",
+                          "rule_features"}
 
 
 def settings_key(config: ProgramConfig, data_start: date, cluster_config: ClusterConfig | None = None) -> str:
     """What an inner backtest's result depends on besides its cutoff, as a short hash; the segment grid only for
     the candidates that use segments."""
+    grid = {name: value for name, value in cluster_config.as_dict().items() if name not in GRID_FIELDS_NOT_FITTED} \
+        if cluster_config else None
     settings = {"program_share": config.program_share, "horizon_days": config.horizon_days,
                 "min_history_days": config.min_history_days, "seed": config.seed, "data_start": data_start,
-                "grid": cluster_config.as_dict() if cluster_config else None}
+                "grid": grid}
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -191,6 +196,9 @@ def inner_backtest(conn: psycopg.Connection, cutoff: date, data_start: date, con
     if not missing:
         return known[["cutoff_date", "candidate", "n_customers", "future_revenue_share"]]
     measured = measure_inner_cutoff(conn, cutoff, data_start, config, cluster_config, missing)
+    last_day = conn.execute("select max(invoice_date) from marts.fct_customer_daily_sales").fetchone()[0]
+    if last_day is None or cutoff + timedelta(days=config.horizon_days) > last_day:
+        return pd.concat([known, measured], ignore_index=True)  # a horizon not all loaded yet: not kept
     with conn.cursor() as cur:
         cur.executemany(
             "insert into ml.inner_backtests (cutoff_date, horizon_days, settings_key, candidate, n_customers,"

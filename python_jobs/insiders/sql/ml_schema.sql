@@ -173,7 +173,8 @@ end
 $$;
 
 -- The inner backtests the Insider choice reads, measured once per cutoff and settings and reused by every later
--- run (a cutoff's horizon ends by the as-of dates that read it, so a measurement never changes with later data).
+-- run: a cutoff's horizon ends by the as-of dates that read it. Kept only once the horizon is all loaded; removed
+-- when the cutoff's features are restated.
 create table if not exists ml.inner_backtests (
     cutoff_date date not null,
     horizon_days integer not null,

@@ -72,3 +72,10 @@ create table if not exists control.feature_dates (
 create table if not exists control.current_as_of (
     as_of_date date primary key
 );
+
+-- When each as-of date of the feature mart was built: the latest batch's loaded_at then. A run restates its as-of
+-- date only when a batch was loaded after that.
+create table if not exists control.feature_builds (
+    as_of_date date primary key,
+    lines_loaded_through timestamptz
+);
