@@ -61,7 +61,8 @@ def sample_rows(revenue: np.ndarray, size: int, seed: int) -> np.ndarray | None:
     return np.sort(np.concatenate(chosen))
 
 
-def _blocks(n_rows: int) -> Iterator[slice]:
+def row_blocks(n_rows: int) -> Iterator[slice]:
+    """Consecutive slices of at most BATCH_ROWS rows: what bounds memory by the block, not the row count."""
     for start in range(0, n_rows, BATCH_ROWS):
         yield slice(start, min(start + BATCH_ROWS, n_rows))
 
@@ -87,7 +88,7 @@ def embed(embedding, scaled: np.ndarray) -> np.ndarray:
         return scaled
     if len(scaled) <= BATCH_ROWS:
         return embedding.transform(scaled)
-    return np.concatenate([embedding.transform(scaled[block]) for block in _blocks(len(scaled))])
+    return np.concatenate([embedding.transform(scaled[block]) for block in row_blocks(len(scaled))])
 
 
 def _umap(seed: int):
@@ -152,17 +153,9 @@ def cluster(algorithm: str, k: int | None, points: np.ndarray, seed: int, min_si
 def centroid_distances(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     """Euclidean distance from every point (rows) to every centroid (columns), in blocks of BATCH_ROWS points."""
     distances = np.empty((len(points), len(centroids)))
-    for block in _blocks(len(points)):
+    for block in row_blocks(len(points)):
         distances[block] = np.linalg.norm(points[block, None, :] - centroids[None, :, :], axis=2)
     return distances
-
-
-def nearest_centroid(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Position of the nearest centroid of every point, in blocks of BATCH_ROWS points."""
-    nearest = np.empty(len(points), dtype=np.intp)
-    for block in _blocks(len(points)):
-        nearest[block] = np.linalg.norm(points[block, None, :] - centroids[None, :, :], axis=2).argmin(axis=1)
-    return nearest
 
 
 def place(fitted: Fitted, fit_points: np.ndarray, points: np.ndarray) -> np.ndarray:
@@ -172,12 +165,12 @@ def place(fitted: Fitted, fit_points: np.ndarray, points: np.ndarray) -> np.ndar
     if not len(points):
         return np.empty(0, dtype=fitted.labels.dtype)
     if fitted.model is not None and hasattr(fitted.model, "predict"):
-        return np.concatenate([fitted.model.predict(points[block]) for block in _blocks(len(points))])
+        return np.concatenate([fitted.model.predict(points[block]) for block in row_blocks(len(points))])
     found = np.unique(fitted.labels[fitted.labels >= 0])
     if not len(found):
         return np.full(len(points), -1, dtype=fitted.labels.dtype)
     centroids = np.array([fit_points[fitted.labels == label].mean(axis=0) for label in found])
-    return found[nearest_centroid(points, centroids)]
+    return found[centroid_distances(points, centroids).argmin(axis=1)]
 
 
 def label_everyone(fitted: Fitted, fit_points: np.ndarray, rows: np.ndarray, rest: np.ndarray,

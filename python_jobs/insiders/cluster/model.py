@@ -10,7 +10,7 @@ import pandas as pd
 from sklearn.decomposition import PCA
 from sklearn.pipeline import Pipeline
 
-from .candidates import BATCH_ROWS, centroid_distances, embed, sample_rows
+from .candidates import BATCH_ROWS, centroid_distances, embed, row_blocks, sample_rows
 from .config import ClusterConfig
 from .features import feature_matrix, profile_space
 
@@ -55,7 +55,7 @@ class SegmentModel:
         scaled = self.preprocessor.transform(feature_matrix(features, self.config.features))
         if len(scaled) <= BATCH_ROWS:
             return self._assign(scaled)
-        parts = [self._assign(scaled[start:start + BATCH_ROWS]) for start in range(0, len(scaled), BATCH_ROWS)]
+        parts = [self._assign(scaled[block]) for block in row_blocks(len(scaled))]
         return Assignment(*(np.concatenate([getattr(part, name) for part in parts])
                             for name in ("segment_id", "confidence", "distance", "map_xy")))
 
@@ -99,8 +99,8 @@ def sampled_tsne(scaled: np.ndarray, revenue: np.ndarray, seed: int, max_points:
     xy[rows] = sample_xy
     rest = np.setdiff1d(np.arange(len(scaled)), rows, assume_unique=True)
     index = NearestNeighbors(n_neighbors=neighbours).fit(scaled[rows])
-    for start in range(0, len(rest), BATCH_ROWS):
-        block = rest[start:start + BATCH_ROWS]
+    for rows_of_block in row_blocks(len(rest)):
+        block = rest[rows_of_block]
         _, nearest = index.kneighbors(scaled[block])
         xy[block] = sample_xy[nearest].mean(axis=1)
     return xy
