@@ -239,10 +239,11 @@ class FileScan:
     last_content: int = -1  # offset of the last byte that is not a line break
 
 
-def _breaks(data: bytes) -> int:
-    """Line breaks in `data`: \\n, \\r\\n or a lone \\r, as Python's csv module counts lines."""
-    carriage = data.count(b"\r")
-    return data.count(b"\n") + carriage - (data.count(b"\r\n") if carriage else 0)
+def _breaks(data: bytes | str) -> int:
+    """Line breaks in `data` (bytes or text): \\n, \\r\\n or a lone \\r, as Python's csv module counts lines."""
+    newline, carriage_return, both = ("\n", "\r", "\r\n") if isinstance(data, str) else (b"\n", b"\r", b"\r\n")
+    carriage = data.count(carriage_return)
+    return data.count(newline) + carriage - (data.count(both) if carriage else 0)
 
 
 def scan_file(path: Path, lines: bool = False) -> FileScan:
@@ -423,11 +424,6 @@ def _blank(text: str, delimiter: str) -> bool:
     return not any(value.strip() for value in fields)
 
 
-def _line_breaks_in(text: str) -> int:
-    carriage = text.count("\r")
-    return text.count("\n") + carriage - (text.count("\r\n") if carriage else 0)
-
-
 def read_csv(source: SourceFile) -> Iterator[Chunk]:
     """CSV through pyarrow. A first pass reads the dates alone (the format is chosen once, on every date of the
     file) and counts the records; when every record is one physical line, or the file has no empty line before
@@ -520,7 +516,7 @@ def _read_csv_arrow(source: SourceFile, layout: CsvLayout, records: int, dates: 
         if multiline:
             extra = np.zeros(len(numbers), dtype=np.int64)
             extra[valid] = _quoted_line_breaks(batch)
-            extra[~valid] = [_line_breaks_in(text) for _, text, _ in refused]
+            extra[~valid] = [_breaks(text) for _, text, _ in refused]
             numbers = numbers + offset + np.cumsum(extra)
             offset += int(extra.sum())
         else:
@@ -532,7 +528,7 @@ def _read_csv_arrow(source: SourceFile, layout: CsvLayout, records: int, dates: 
         refused = list(pending)
         lines = []
         for number, text, _ in refused:
-            offset += _line_breaks_in(text) if multiline else 0
+            offset += _breaks(text) if multiline else 0
             lines.append(number + offset)
         next_record = refused[-1][0] + 1
         yield Chunk(pa.Table.from_arrays([pa.array([], pa.string())] * width, names=_column_names(width)),

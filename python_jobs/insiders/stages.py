@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 from pathlib import Path
 
 import psycopg
@@ -68,13 +68,17 @@ def lines_loaded_since_last_build(conn: psycopg.Connection) -> bool:
     ).fetchone()[0]
 
 
-def stale_dates(conn: psycopg.Connection, dates: Iterable[date]) -> set[date]:
-    """Those of `dates` built before the latest load (or with no record of when they were built)."""
-    latest_load = conn.execute("select max(loaded_at) from raw.load_batches").fetchone()[0]
+def latest_load(conn: psycopg.Connection) -> datetime | None:
+    """When the latest batch was loaded (None before any load)."""
+    return conn.execute("select max(loaded_at) from raw.load_batches").fetchone()[0]
+
+
+def stale_dates(conn: psycopg.Connection, dates: Iterable[date], loaded_through: datetime | None) -> set[date]:
+    """Those of `dates` built before the load at `loaded_through` (or with no record of when they were built)."""
     built_through = dict(conn.execute("select as_of_date, lines_loaded_through from control.feature_builds"
                                       " where as_of_date = any(%s)", (list(dates),)).fetchall())
     return {day for day in dates if built_through.get(day) is None
-            or (latest_load is not None and latest_load > built_through[day])}
+            or (loaded_through is not None and loaded_through > built_through[day])}
 
 
 def dates_to_label(conn: psycopg.Connection, as_of_dates: Iterable[date], program: ProgramConfig) -> list[date]:
@@ -88,12 +92,11 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
     """dbt: staging, cleaning and the feature mart for every date the labels of `as_of_dates` need that is not
     built yet, and for `rebuild`; returns the dates built."""
     with db.connect(target) as conn:
-        ensure_raw_schema(conn)
-        needed = dates_to_label(conn, as_of_dates, program)
+        needed = dates_to_label(conn, as_of_dates, program)  # creates the raw and control tables if need be
+        loaded_through = latest_load(conn)
         # a date is rebuilt to take in lines loaded since it was built; with none, it would come out the same
-        missing = sorted((set(needed) - built_dates(conn)) | stale_dates(conn, rebuild))
+        missing = sorted((set(needed) - built_dates(conn)) | stale_dates(conn, rebuild, loaded_through))
         new_lines = lines_loaded_since_last_build(conn)
-        latest_load = conn.execute("select max(loaded_at) from raw.load_batches").fetchone()[0]
         conn.commit()
     if not missing:
         log.info("features for %d as-of dates are built already%s; kept as they are", len(needed),
@@ -107,7 +110,7 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
         conn.execute("delete from control.feature_builds where as_of_date = any(%s)", (missing,))
         with conn.cursor().copy("copy control.feature_builds (as_of_date, lines_loaded_through) from stdin") as copy:
             for day in missing:
-                copy.write_row((day, latest_load))
+                copy.write_row((day, loaded_through))
         # inner backtests measured on the old features of a restated cutoff are measured again
         if conn.execute("select to_regclass('ml.inner_backtests') is not null").fetchone()[0]:
             conn.execute("delete from ml.inner_backtests where cutoff_date = any(%s)", (missing,))

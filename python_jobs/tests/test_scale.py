@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from insiders.program import evaluate
-from insiders.program.evaluate import measure_groups, resample_blocks, resample_counts
+from insiders.program.evaluate import measure_groups, resample_blocks
 
 PYTHON_JOBS = Path(__file__).resolve().parents[1]
 REQUIREMENT_MIB = 2_000  # no Python process above 2 GB resident
@@ -219,7 +219,7 @@ def test_insider_bootstrap_at_100k_customers_within_the_memory_requirement():
 def test_bootstrap_blocks_draw_the_same_resamples_as_one_matrix(monkeypatch):
     rng = np.random.default_rng(5)
     n_customers, resamples = 1_000, 120
-    whole = resample_counts(n_customers, resamples, seed=9)
+    [whole] = resample_blocks(n_customers, resamples, seed=9, block_cells=resamples * n_customers)  # one block
     blocks = list(resample_blocks(n_customers, resamples, seed=9, block_cells=7 * n_customers))
     assert [b.shape[1] for b in blocks] == [7] * 17 + [1]
     assert np.array_equal(np.concatenate(blocks, axis=1), whole)

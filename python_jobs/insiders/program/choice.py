@@ -99,13 +99,19 @@ def required_dates(as_of: date, data_start: date, config: ProgramConfig) -> list
     return sorted(days)
 
 
+def scored_candidates(config: ProgramConfig) -> set[str]:
+    """The candidates a run scores: the configured ones, and always the simple rules and the forecast's ranking,
+    which are the fallback and the backtests' baselines."""
+    return set(config.candidates) | set(SIMPLE_RULES) | {"top_expected_revenue"}
+
+
 def candidate_scores(features: pd.DataFrame, config: ProgramConfig, *, forecast: Forecast | None,
                      segment_id: np.ndarray | None, window: RecentWindow | None,
                      wanted: set[str] | None = None) -> dict[str, np.ndarray]:
     """Every computable candidate's ranking score for the customers of `features` (the mart at one date; `window`
     is the one ending there), of those `wanted` (default: the configured candidates, the simple rules and the
     forecast's ranking, which are the fallback and the backtests' baselines)."""
-    wanted = wanted if wanted is not None else set(config.candidates) | set(SIMPLE_RULES) | {"top_expected_revenue"}
+    wanted = wanted if wanted is not None else scored_candidates(config)
     scores = {
         "top_past_revenue": features["gross_revenue"].to_numpy(dtype=float),
         "net_revenue": features["net_revenue"].to_numpy(dtype=float),
@@ -182,7 +188,7 @@ def inner_backtest(conn: psycopg.Connection, cutoff: date, data_start: date, con
                    cluster_config: ClusterConfig) -> pd.DataFrame:
     """The inner backtest at `cutoff`: each candidate read from ml.inner_backtests when it was measured with the
     same settings, the others measured now and kept there (in the caller's transaction)."""
-    wanted = set(config.candidates) | set(SIMPLE_RULES) | {"top_expected_revenue"}
+    wanted = scored_candidates(config)
     keys = {name: settings_key(config, data_start, cluster_config if name in SEGMENT_CANDIDATES else None)
             for name in wanted}
     rows = conn.execute(

@@ -26,7 +26,7 @@ BLOCK_CELLS = 1 << 23
 def resample_blocks(n_customers: int, resamples: int, seed: int,
                     block_cells: int = BLOCK_CELLS) -> Iterator[np.ndarray]:
     """How often each customer is drawn in each bootstrap resample, in blocks of consecutive resamples:
-    (customers x block) matrices, together the columns of `resample_counts`."""
+    (customers x block) matrices; the draws do not depend on the block size."""
     rng = np.random.default_rng(seed)
     block = max(1, min(resamples, block_cells // max(1, n_customers)))
     for start in range(0, resamples, block):
@@ -35,11 +35,6 @@ def resample_blocks(n_customers: int, resamples: int, seed: int,
         for column, row in enumerate(draws):
             counts[:, column] = np.bincount(row, minlength=n_customers)
         yield counts
-
-
-def resample_counts(n_customers: int, resamples: int, seed: int) -> np.ndarray:
-    """How often each customer is drawn in each bootstrap resample: (customers x resamples), all at once."""
-    return np.concatenate(list(resample_blocks(n_customers, resamples, seed)), axis=1)
 
 
 def revenue_shares(future_net: np.ndarray, groups: np.ndarray, counts: np.ndarray | None = None) -> np.ndarray:
