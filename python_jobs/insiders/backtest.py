@@ -69,24 +69,24 @@ def copy_lines(source: Target, scratch: Target, after: date | None, until: date)
     with db.connect(source) as src, db.connect(scratch) as dst:
         ensure_raw_schema(dst)
         if after is None:
-            with src.cursor().copy("copy raw.load_batches to stdout (format binary)") as out, \
-                    dst.cursor().copy("copy raw.load_batches from stdin (format binary)") as into:
+            with src.cursor().copy("copy load_batches to stdout (format binary)") as out, \
+                    dst.cursor().copy("copy load_batches from stdin (format binary)") as into:
                 for block in out:
                     into.write(block)
-        query = f"copy (select * from raw.invoice_lines where {condition}) to stdout (format binary)"
+        query = f"copy (select * from invoice_lines where {condition}) to stdout (format binary)"
         with src.cursor().copy(query, params) as out, \
-                dst.cursor().copy("copy raw.invoice_lines from stdin (format binary)") as into:
+                dst.cursor().copy("copy invoice_lines from stdin (format binary)") as into:
             for block in out:
                 into.write(block)
         # the scratch batches account for the lines they hold, so the data-quality checks add up there too; and
         # they are loaded again now, so that the line tables built batch by batch take in the lines just copied
-        dst.execute("update raw.load_batches as batches"
+        dst.execute("update load_batches as batches"
                     " set lines_read = coalesce(held.n, 0), lines_loaded = coalesce(held.n, 0), lines_rejected = 0,"
                     " loaded_at = clock_timestamp()"
-                    " from raw.load_batches as every_batch left join (select batch_id, count(*) as n"
-                    " from raw.invoice_lines group by batch_id) as held on held.batch_id = every_batch.batch_id"
+                    " from load_batches as every_batch left join (select batch_id, count(*) as n"
+                    " from invoice_lines group by batch_id) as held on held.batch_id = every_batch.batch_id"
                     " where batches.batch_id = every_batch.batch_id")
-        copied = dst.execute("select count(*) from raw.invoice_lines").fetchone()[0]
+        copied = dst.execute("select count(*) from invoice_lines").fetchone()[0]
         dst.commit()
     return copied
 
@@ -148,18 +148,18 @@ def write_backtest(conn: psycopg.Connection, backtest_id: str, cutoff: date, hor
                    errors: dict[str, float]) -> None:
     with conn.transaction():
         store.ensure_ml_schema(conn)
-        conn.execute("delete from ml.backtests where cutoff_date = %s and horizon_days = %s", (cutoff, horizon_days))
-        conn.execute("delete from ml.forecast_backtests where cutoff_date = %s and horizon_days = %s",
+        conn.execute("delete from backtests where cutoff_date = %s and horizon_days = %s", (cutoff, horizon_days))
+        conn.execute("delete from forecast_backtests where cutoff_date = %s and horizon_days = %s",
                      (cutoff, horizon_days))
         columns = ["cutoff_date", "horizon_days", "rule", "insider_definition", "n_customers", "customer_share",
                    "future_revenue_share", "future_revenue_share_low", "future_revenue_share_high", "lift",
                    "precision", "recall", "share_difference_vs_insiders", "share_difference_low",
                    "share_difference_high"]
         with conn.cursor() as cur:
-            store.copy_rows(cur, "ml.backtests", rows[columns].assign(backtest_id=backtest_id))
+            store.copy_rows(cur, "backtests", rows[columns].assign(backtest_id=backtest_id))
         names = ["n_customers", "predicted_purchases", "actual_purchases", "predicted_revenue", "actual_revenue",
                  "revenue_error_share", "purchases_mae", "revenue_mae", "seconds"]
-        conn.execute(f"insert into ml.forecast_backtests (backtest_id, cutoff_date, horizon_days, {', '.join(names)})"
+        conn.execute(f"insert into forecast_backtests (backtest_id, cutoff_date, horizon_days, {', '.join(names)})"
                      f" values (%s, %s, %s, {', '.join(['%s'] * len(names))})",
                      (backtest_id, cutoff, horizon_days, *[errors[n] for n in names]))
 

@@ -37,7 +37,7 @@ def _cmd_db(args: argparse.Namespace, paths: Paths) -> int:
         print(json.dumps(status, indent=2))
         return 0 if status["running"] or configured_dsn() else 3
     elif args.action == "url":
-        print(db.resolve_target(paths).url)
+        print(db.resolve_target(paths).server_url)
     elif args.action == "roles":
         from .roles import create_roles
 
@@ -214,7 +214,7 @@ def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
 def _summary(target: Target, as_of: date) -> dict[str, object]:
     with db.connect(target) as conn:
         row = conn.execute(
-            "select count(*), coalesce(sum(gross_revenue), 0), max(as_of_date) from marts.fct_customer_features"
+            "select count(*), coalesce(sum(gross_revenue), 0), max(as_of_date) from fct_customer_features"
             " where as_of_date = %s", (as_of,),
         ).fetchone()
     return {"customers": row[0], "gross revenue": f"{row[1]:,.2f}", "as of": row[2]}
@@ -253,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["start", "stop", "status", "url", "roles"])
     p.set_defaults(func=_cmd_db)
 
-    p = sub.add_parser("load", help="load invoice files (CSV, XLSX, Parquet) into raw.invoice_lines")
+    p = sub.add_parser("load", help="load invoice files (CSV, XLSX, Parquet) into the raw invoice lines")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--sheet", help="XLSX: load only this sheet (default: every sheet)")
     p.add_argument("--replace", action="store_true", help="reload a file whose content is already loaded")

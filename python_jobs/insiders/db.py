@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib import resources
 
 import psycopg
+from psycopg import sql
 
 from .embedded import EmbeddedServer
 from .errors import InsidersError
-from .settings import Paths, Target, configured_dsn
+from .settings import PRODUCTION_TARGET, TARGET_SETTING, Paths, Target, configured_dsn, schema_name
 
 log = logging.getLogger(__name__)
 
@@ -32,3 +34,22 @@ def connect(target: Target, autocommit: bool = False) -> Iterator[psycopg.Connec
         raise InsidersError(f"cannot connect to {target.safe_url}: {str(exc).strip()}") from exc
     with conn:
         yield conn
+
+
+def schema_of(conn: psycopg.Connection, role: str) -> str:
+    """The schema of `role` (raw, ml, …) for the target the connection was opened for (see Target.url)."""
+    target_name = conn.execute("select current_setting(%s, true)", (TARGET_SETTING,)).fetchone()[0]
+    return schema_name(role, target_name or PRODUCTION_TARGET)
+
+
+def create_tables(conn: psycopg.Connection, role: str) -> None:
+    """Create `role`'s schema and run its DDL (sql/<role>_schema.sql, idempotent) inside it: the DDL names its
+    tables without a schema, so one file serves every target."""
+    schema = schema_of(conn, role)
+    ddl = resources.files("insiders").joinpath(f"sql/{role}_schema.sql").read_text()
+    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+    conn.execute(sql.SQL("set search_path to {}").format(sql.Identifier(schema)))
+    try:
+        conn.execute(ddl)
+    finally:
+        conn.execute("reset search_path")  # back to the target's search_path, set when the connection opened

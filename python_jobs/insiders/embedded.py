@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 
 from .errors import InsidersError
-from .settings import Paths, Target
+from .settings import Paths, Target, configured_target_name
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,8 @@ class EmbeddedServer:
 
     def target(self) -> Target:
         config = EmbeddedConfig.load_or_create(self.paths.embedded_config)
-        return Target(HOST, config.port, SUPERUSER, config.password, DATABASE, embedded=True)
+        return Target(HOST, config.port, SUPERUSER, config.password, DATABASE, embedded=True,
+                      name=configured_target_name())
 
     # -- lifecycle -----------------------------------------------------------------------------------------
     def _run(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:

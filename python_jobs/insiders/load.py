@@ -31,7 +31,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +41,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg.copy import LibpqWriter
 
+from . import db
 from .errors import InsidersError
 
 log = logging.getLogger(__name__)
@@ -109,9 +109,9 @@ LINES_SCHEMA = pa.schema([
     ("invoiced_at", pa.timestamp("s")), ("unit_price", pa.float64()), ("customer_id", pa.int64()),
     ("country", pa.string()),
 ])
-COPY_LINES = ("copy raw.invoice_lines (batch_id, " + ", ".join(RAW_COLUMNS) + ")"
+COPY_LINES = ("copy invoice_lines (batch_id, " + ", ".join(RAW_COLUMNS) + ")"
               " from stdin (format csv, encoding 'utf8')")
-COPY_REJECTS = ("copy raw.rejected_invoice_lines (batch_id, " + ", ".join(REJECT_COLUMNS) + ")"
+COPY_REJECTS = ("copy rejected_invoice_lines (batch_id, " + ", ".join(REJECT_COLUMNS) + ")"
                 " from stdin (format csv, encoding 'utf8')")
 
 Reject = tuple[str, int, str, str]  # source_sheet, source_line, raw_text, reason
@@ -883,8 +883,9 @@ class _Rejects:
 
 
 def ensure_raw_schema(conn: psycopg.Connection) -> None:
-    ddl = resources.files("insiders").joinpath("sql/raw_schema.sql").read_text()
-    conn.execute(ddl)
+    """The raw tables the loader writes and the control tables `insiders` hands dbt its dates through."""
+    db.create_tables(conn, "raw")
+    db.create_tables(conn, "control")
 
 
 def _reader(source: SourceFile, sheet: str | None) -> Iterator[Chunk]:
@@ -922,7 +923,7 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
     with conn.transaction():
         ensure_raw_schema(conn)
         existing = conn.execute(
-            "select batch_id, lines_read, lines_loaded, lines_rejected from raw.load_batches"
+            "select batch_id, lines_read, lines_loaded, lines_rejected from load_batches"
             " where file_sha256 = %s and sheet_selection = %s for update",
             (sha256, sheet_selection),
         ).fetchone()
@@ -933,12 +934,12 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
             return LoadResult(path, batch_id, 0, 0, 0, already_loaded=True,
                               seconds=time.perf_counter() - started)
         if existing:  # --replace: the batch keeps its id; its lines and rejects go with the old row
-            for table in ("raw.invoice_lines", "raw.rejected_invoice_lines", "raw.load_batches"):
+            for table in ("invoice_lines", "rejected_invoice_lines", "load_batches"):
                 conn.execute(f"delete from {table} where batch_id = %s", (existing[0],))
         batch_id = conn.execute(
-            "insert into raw.load_batches (batch_id, source_file, source_path, file_sha256, sheet_selection,"
+            "insert into load_batches (batch_id, source_file, source_path, file_sha256, sheet_selection,"
             " file_format, column_layout, lines_read, lines_loaded, lines_rejected, started_at, loaded_at)"
-            " values (coalesce(%s, nextval(pg_get_serial_sequence('raw.load_batches', 'batch_id'))),"
+            " values (coalesce(%s, nextval(pg_get_serial_sequence('load_batches', 'batch_id'))),"
             " %s, %s, %s, %s, %s, '', 0, 0, 0, %s, %s) returning batch_id",
             (existing[0] if existing else None, path.name, str(source.path), sha256, sheet_selection,
              source.file_format, started_at, started_at),
@@ -962,12 +963,12 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
             rejects.copy(cur)
         rejected, examples = rejects.count, rejects.examples
         conn.execute(
-            "update raw.load_batches set column_layout = %s, text_encoding = %s, date_format = %s, lines_read = %s,"
+            "update load_batches set column_layout = %s, text_encoding = %s, date_format = %s, lines_read = %s,"
             " lines_loaded = %s, lines_rejected = %s, loaded_at = clock_timestamp() where batch_id = %s",
             (source.layout, source.encoding, source.date_format, loaded + rejected, loaded, rejected, batch_id),
         )
         if loaded >= ANALYZE_MIN_LINES:
-            conn.execute("analyze raw.invoice_lines")  # statistics for the planner, before dbt reads the lines
+            conn.execute("analyze invoice_lines")  # statistics for the planner, before dbt reads the lines
     result = LoadResult(path, batch_id, loaded + rejected, loaded, rejected, seconds=time.perf_counter() - started,
                         date_format=source.date_format, rejected_examples=examples)
     log.info("%s: read %s lines, loaded %s, rejected %s in %.1f s (batch %d%s)", path.name,

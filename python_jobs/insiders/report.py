@@ -39,32 +39,32 @@ def _frame(conn: psycopg.Connection, query: str, params: tuple = ()) -> pd.DataF
 
 def read_report_data(conn: psycopg.Connection, as_of: date | None = None) -> ReportData:
     try:
-        as_of = as_of or conn.execute("select max(as_of_date) from marts.fct_segment_summary").fetchone()[0]
+        as_of = as_of or conn.execute("select max(as_of_date) from fct_segment_summary").fetchone()[0]
     except psycopg.errors.UndefinedTable as exc:
         raise InsidersError("the segment marts do not exist yet: run `insiders run` first") from exc
     if as_of is None:
-        raise InsidersError("marts.fct_segment_summary is empty: run `insiders run` first")
+        raise InsidersError("the segment summary (fct_segment_summary) is empty: run `insiders run` first")
     return ReportData(
         as_of=as_of,
-        summary=_frame(conn, "select * from marts.fct_segment_summary where as_of_date <= %s"
+        summary=_frame(conn, "select * from fct_segment_summary where as_of_date <= %s"
                              " order by as_of_date, segment_id", (as_of,)),
-        customers=_frame(conn, "select customer_id, segment_id, map_x, map_y from marts.fct_customer_segments"
+        customers=_frame(conn, "select customer_id, segment_id, map_x, map_y from fct_customer_segments"
                                " where as_of_date = %s order by customer_id", (as_of,)),
         transitions=_frame(conn, """
             select to_as_of_date,
                    coalesce(sum(n_customers) filter (where is_entering_insiders), 0) as entered,
                    coalesce(sum(n_customers) filter (where is_leaving_insiders), 0) as left_insiders
-            from marts.fct_segment_transitions where to_as_of_date <= %s
+            from fct_segment_transitions where to_as_of_date <= %s
             group by to_as_of_date order by to_as_of_date""", (as_of,)),
-        hypotheses=_frame(conn, "select * from marts.rpt_hypotheses where as_of_date = %s order by hypothesis_id",
+        hypotheses=_frame(conn, "select * from rpt_hypotheses where as_of_date = %s order by hypothesis_id",
                           (as_of,)),
-        rules=_frame(conn, "select rule_number, sentence from marts.rpt_insider_rules where as_of_date = %s"
+        rules=_frame(conn, "select rule_number, sentence from rpt_insider_rules where as_of_date = %s"
                            " order by rule_number", (as_of,)),
         quality=_frame(conn, "select rule, sum(n_lines) as n_lines, sum(line_revenue) as line_revenue"
-                             " from marts.rpt_data_quality group by rule, rule_order order by rule_order"),
-        choice=_frame(conn, "select * from marts.rpt_insider_choice where as_of_date = %s"
+                             " from rpt_data_quality group by rule, rule_order order by rule_order"),
+        choice=_frame(conn, "select * from rpt_insider_choice where as_of_date = %s"
                             " order by mean_future_revenue_share desc", (as_of,)),
-        backtests=_frame(conn, "select * from marts.rpt_backtests order by cutoff_date, horizon_days, rule_rank"),
+        backtests=_frame(conn, "select * from rpt_backtests order by cutoff_date, horizon_days, rule_rank"),
     )
 
 

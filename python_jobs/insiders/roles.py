@@ -16,7 +16,6 @@ log = logging.getLogger(__name__)
 
 # role name -> environment variable holding its password
 READER_ROLES = {"insiders_analyst": "INSIDERS_ANALYST_PASSWORD", "insiders_bi": "INSIDERS_BI_PASSWORD"}
-READABLE_SCHEMA = "marts"
 
 
 def existing_reader_roles(conn: psycopg.Connection) -> list[str]:
@@ -30,8 +29,9 @@ def create_roles(target: Target) -> list[str]:
     missing = [env for env in READER_ROLES.values() if not os.environ.get(env)]
     if missing:
         raise InsidersError(f"set {' and '.join(missing)} to the passwords of the read-only roles")
+    readable_schema = target.schema("marts")
     with db.connect(target, autocommit=True) as conn:
-        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(READABLE_SCHEMA)))
+        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(readable_schema)))
         for role, env in READER_ROLES.items():
             password = os.environ[env]
             exists = conn.execute("select 1 from pg_roles where rolname = %s", (role,)).fetchone()
@@ -41,10 +41,10 @@ def create_roles(target: Target) -> list[str]:
             conn.execute(sql.SQL("grant connect on database {} to {}").format(
                 sql.Identifier(target.dbname), sql.Identifier(role)))
             conn.execute(sql.SQL("grant usage on schema {} to {}").format(
-                sql.Identifier(READABLE_SCHEMA), sql.Identifier(role)))
+                sql.Identifier(readable_schema), sql.Identifier(role)))
             conn.execute(sql.SQL("grant select on all tables in schema {} to {}").format(
-                sql.Identifier(READABLE_SCHEMA), sql.Identifier(role)))
-            log.info("%s role %s: select on %s.* only", "updated" if exists else "created", role, READABLE_SCHEMA)
-    print("read-only roles ready: " + ", ".join(READER_ROLES) + f" (select on schema {READABLE_SCHEMA}); "
+                sql.Identifier(readable_schema), sql.Identifier(role)))
+            log.info("%s role %s: select on %s.* only", "updated" if exists else "created", role, readable_schema)
+    print("read-only roles ready: " + ", ".join(READER_ROLES) + f" (select on schema {readable_schema}); "
           "dbt re-grants them on every build")
     return list(READER_ROLES)

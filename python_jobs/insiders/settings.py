@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote, urlencode
 
 from psycopg.conninfo import conninfo_to_dict
+
+from .errors import InsidersError
 
 DSN_ENV = "INSIDERS_DSN"
 PROJECT_DIR_ENV = "INSIDERS_PROJECT_DIR"
 STATE_DIR_ENV = "INSIDERS_STATE_DIR"
+TARGET_ENV = "INSIDERS_TARGET"
+
+# The dbt target whose schemas carry their plain names (raw, marts, ml, …); every other target (dev, ci, …) gets
+# them prefixed with its name (dev_marts, ci_ml, …), in dbt (macros/generate_schema_name.sql, the sources' YAML)
+# and in the Python job alike, so that a test or development build never writes into production tables.
+PRODUCTION_TARGET = "default"
+# Every schema the pipeline reads or writes, in the order unqualified table names are looked up (search_path).
+SCHEMA_ROLES = ("ml", "marts", "raw", "control", "intermediate", "staging")
+# The session setting that tells code holding only a connection which target it was opened for.
+TARGET_SETTING = "insiders.target"
 
 
 def find_project_dir() -> Path:
@@ -54,9 +68,24 @@ class Paths:
         return cls(project_dir=project_dir, state_dir=state_dir)
 
 
+def schema_name(role: str, target_name: str) -> str:
+    """The schema that holds `role`'s tables (raw, marts, ml, …) under the dbt target `target_name`."""
+    return role if target_name == PRODUCTION_TARGET else f"{target_name}_{role}"
+
+
+def configured_target_name() -> str:
+    """$INSIDERS_TARGET, else the production target; a name that could not prefix a schema is refused."""
+    name = os.environ.get(TARGET_ENV) or PRODUCTION_TARGET
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,30}", name):
+        raise InsidersError(f"{TARGET_ENV}={name!r}: a dbt target name is lower-case letters, digits and _ "
+                            "(it prefixes the schemas)")
+    return name
+
+
 @dataclass(frozen=True)
 class Target:
-    """Connection parameters of the PostgreSQL database the pipeline writes to."""
+    """Connection parameters of the PostgreSQL database the pipeline writes to, and the dbt target (which names
+    the schemas) it writes under."""
 
     host: str
     port: int
@@ -64,11 +93,25 @@ class Target:
     password: str
     dbname: str
     embedded: bool
+    name: str = PRODUCTION_TARGET
+
+    def schema(self, role: str) -> str:
+        return schema_name(role, self.name)
+
+    @property
+    def search_path(self) -> str:
+        return ", ".join(self.schema(role) for role in SCHEMA_ROLES)
 
     @property
     def url(self) -> str:
-        from urllib.parse import quote
+        """The URL every connection of the pipeline opens: the Python job names tables without their schema and
+        finds them through the target's search_path, so that one piece of SQL serves every target."""
+        options = f"-c search_path={self.search_path.replace(' ', '')} -c {TARGET_SETTING}={self.name}"
+        return self.server_url + "?" + urlencode({"options": options}, quote_via=quote)
 
+    @property
+    def server_url(self) -> str:
+        """The database's URL without the pipeline's session options: what a person or another tool connects to."""
         auth = quote(self.user, safe="")
         if self.password:
             auth += ":" + quote(self.password, safe="")
@@ -76,8 +119,9 @@ class Target:
 
     @property
     def safe_url(self) -> str:
-        """The URL with the password masked, for logs."""
-        return self.url.replace(f":{self.password}@", ":***@") if self.password else self.url
+        """The server URL with the password masked, for logs."""
+        auth = quote(self.user, safe="") + (":***" if self.password else "")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.dbname, safe='')}"
 
     def dbt_env(self) -> dict[str, str]:
         """Environment variables read by profiles.yml.example."""
@@ -87,6 +131,7 @@ class Target:
             "INSIDERS_PGUSER": self.user,
             "INSIDERS_PGPASSWORD": self.password,
             "INSIDERS_PGDATABASE": self.dbname,
+            TARGET_ENV: self.name,
         }
 
     @classmethod
@@ -99,6 +144,7 @@ class Target:
             password=str(params.get("password") or os.environ.get("PGPASSWORD", "")),
             dbname=str(params.get("dbname") or "postgres"),
             embedded=False,
+            name=configured_target_name(),
         )
 
 

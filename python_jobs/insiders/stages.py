@@ -40,7 +40,7 @@ def load_inputs(target: Target, inputs: Iterable[Path]) -> tuple[int, int]:
 def data_span(conn: psycopg.Connection) -> tuple[date, date]:
     """First and last invoice dates loaded."""
     ensure_raw_schema(conn)
-    first, last = conn.execute("select min(invoiced_at)::date, max(invoiced_at)::date from raw.invoice_lines"
+    first, last = conn.execute("select min(invoiced_at)::date, max(invoiced_at)::date from invoice_lines"
                                ).fetchone()
     if first is None:
         raise InsidersError("no invoice lines are loaded: `insiders load FILE` (or `insiders run --input FILE`)")
@@ -48,10 +48,10 @@ def data_span(conn: psycopg.Connection) -> tuple[date, date]:
 
 
 def built_dates(conn: psycopg.Connection) -> set[date]:
-    exists = conn.execute("select to_regclass('marts.fct_customer_features') is not null").fetchone()[0]
+    exists = conn.execute("select to_regclass('fct_customer_features') is not null").fetchone()[0]
     if not exists:
         return set()
-    return {row[0] for row in conn.execute("select distinct as_of_date from marts.fct_customer_features")}
+    return {row[0] for row in conn.execute("select distinct as_of_date from fct_customer_features")}
 
 
 def lines_loaded_since_last_build(conn: psycopg.Connection) -> bool:
@@ -62,20 +62,20 @@ def lines_loaded_since_last_build(conn: psycopg.Connection) -> bool:
     if not built:  # never built, or built before the line checks were kept batch by batch
         return True
     return conn.execute(
-        "select exists (select 1 from raw.load_batches as batches where batches.lines_loaded > 0 and not exists"
-        " (select 1 from intermediate.int_invoice_lines__rule_checks as checked"
+        "select exists (select 1 from load_batches as batches where batches.lines_loaded > 0 and not exists"
+        " (select 1 from int_invoice_lines__rule_checks as checked"
         "  where checked.batch_id = batches.batch_id and checked.batch_loaded_at = batches.loaded_at))"
     ).fetchone()[0]
 
 
 def latest_load(conn: psycopg.Connection) -> datetime | None:
     """When the latest batch was loaded (None before any load)."""
-    return conn.execute("select max(loaded_at) from raw.load_batches").fetchone()[0]
+    return conn.execute("select max(loaded_at) from load_batches").fetchone()[0]
 
 
 def stale_dates(conn: psycopg.Connection, dates: Iterable[date], loaded_through: datetime | None) -> set[date]:
     """Those of `dates` built before the load at `loaded_through` (or with no record of when they were built)."""
-    built_through = dict(conn.execute("select as_of_date, lines_loaded_through from control.feature_builds"
+    built_through = dict(conn.execute("select as_of_date, lines_loaded_through from feature_builds"
                                       " where as_of_date = any(%s)", (list(dates),)).fetchall())
     return {day for day in dates if built_through.get(day) is None
             or (loaded_through is not None and loaded_through > built_through[day])}
@@ -104,16 +104,16 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
         if new_lines:  # the line tables and daily sales still take in the new lines
             build_sales(paths, target)
         return []
-    with requested_dates(target, "control.feature_dates", missing):
+    with requested_dates(target, "feature_dates", missing):
         invoke_dbt(paths, target, ["build", "--exclude", "source:ml+"])
     with db.connect(target) as conn, conn.transaction():
-        conn.execute("delete from control.feature_builds where as_of_date = any(%s)", (missing,))
-        with conn.cursor().copy("copy control.feature_builds (as_of_date, lines_loaded_through) from stdin") as copy:
+        conn.execute("delete from feature_builds where as_of_date = any(%s)", (missing,))
+        with conn.cursor().copy("copy feature_builds (as_of_date, lines_loaded_through) from stdin") as copy:
             for day in missing:
                 copy.write_row((day, loaded_through))
         # inner backtests measured on the old features of a restated cutoff are measured again
-        if conn.execute("select to_regclass('ml.inner_backtests') is not null").fetchone()[0]:
-            conn.execute("delete from ml.inner_backtests where cutoff_date = any(%s)", (missing,))
+        if conn.execute("select to_regclass('inner_backtests') is not null").fetchone()[0]:
+            conn.execute("delete from inner_backtests where cutoff_date = any(%s)", (missing,))
     return missing
 
 
@@ -126,9 +126,9 @@ def build_sales(paths: Paths, target: Target) -> None:
 def build_marts(paths: Paths, target: Target, as_of: date | None = None) -> None:
     """dbt: the segment marts and reports over the ml tables (as of `as_of`, else the latest date labelled)."""
     with db.connect(target) as conn:  # the membership snapshot of earlier versions, replaced by a model
-        conn.execute("drop table if exists marts.snp_customer_segments")
+        conn.execute("drop table if exists snp_customer_segments")
         conn.commit()
-    with requested_dates(target, "control.current_as_of", [as_of] if as_of else []):
+    with requested_dates(target, "current_as_of", [as_of] if as_of else []):
         invoke_dbt(paths, target, ["build", "--select", "source:ml+"])
 
 

@@ -9,13 +9,13 @@ import logging
 import math
 from dataclasses import dataclass
 from datetime import date
-from importlib import resources
 from pathlib import Path
 
 import joblib
 import pandas as pd
 import psycopg
 
+from .. import db
 from ..errors import InsidersError
 from .candidates import Candidate
 from .model import SegmentModel
@@ -24,13 +24,13 @@ log = logging.getLogger(__name__)
 
 
 def ensure_ml_schema(conn: psycopg.Connection) -> None:
-    conn.execute(resources.files("insiders").joinpath("sql/ml_schema.sql").read_text())
+    db.create_tables(conn, "ml")
 
 
 def latest_as_of(conn: psycopg.Connection) -> date:
-    row = conn.execute("select max(as_of_date) from marts.fct_customer_features").fetchone()
+    row = conn.execute("select max(as_of_date) from fct_customer_features").fetchone()
     if row is None or row[0] is None:
-        raise InsidersError("marts.fct_customer_features is empty: run `insiders run` (or dbt build) first")
+        raise InsidersError("the feature mart (fct_customer_features) is empty: run `insiders run` first")
     return row[0]
 
 
@@ -38,7 +38,7 @@ def read_features(conn: psycopg.Connection, as_of: date) -> pd.DataFrame:
     """The mart's rows for one as-of date, streamed with COPY."""
     buffer = io.BytesIO()
     with conn.cursor().copy(
-        "copy (select * from marts.fct_customer_features where as_of_date = %s order by customer_id)"
+        "copy (select * from fct_customer_features where as_of_date = %s order by customer_id)"
         " to stdout (format csv, header)", (as_of,)
     ) as copy:
         for block in copy:
@@ -46,7 +46,7 @@ def read_features(conn: psycopg.Connection, as_of: date) -> pd.DataFrame:
     buffer.seek(0)
     features = pd.read_csv(buffer)
     if features.empty:
-        raise InsidersError(f"marts.fct_customer_features has no rows as of {as_of}")
+        raise InsidersError(f"the feature mart (fct_customer_features) has no rows as of {as_of}")
     return features
 
 
@@ -72,7 +72,7 @@ class FitRecord:
 def latest_fit(conn: psycopg.Connection, as_of: date) -> FitRecord | None:
     """The model in force at `as_of`: the latest fit on data up to that date (never one that saw later lines)."""
     row = conn.execute(
-        "select run_id, artifact_path, artifact_sha256, data_cutoff_date from ml.model_runs"
+        "select run_id, artifact_path, artifact_sha256, data_cutoff_date from model_runs"
         " where mode = 'fit' and data_cutoff_date <= %s order by data_cutoff_date desc, created_at desc limit 1",
         (as_of,),
     ).fetchone()
@@ -129,7 +129,7 @@ def write_run(conn: psycopg.Connection, *, run: dict[str, object], candidates: l
         record = {key: json.dumps(_finite(value), default=_json_value) if isinstance(value, dict) else value
                   for key, value in run.items()}
         cur.execute(
-            f"insert into ml.model_runs ({', '.join(record)}) values ({', '.join(['%s'] * len(record))})",
+            f"insert into model_runs ({', '.join(record)}) values ({', '.join(['%s'] * len(record))})",
             list(record.values()),
         )
         if candidates:
@@ -143,20 +143,20 @@ def write_run(conn: psycopg.Connection, *, run: dict[str, object], candidates: l
                 "eligible": c.eligible, "rejection": c.rejection, "selected": c.selected,
             } for c in candidates])
             grid["k"] = grid["k"].astype("Int64")  # None for algorithms that choose their own k
-            copy_rows(cur, "ml.model_selection", grid)
+            copy_rows(cur, "model_selection", grid)
         if model is not None:
             definitions = pd.DataFrame([{
                 "model_run_id": run["run_id"], "segment_id": s.segment_id, "segment_name": s.name,
                 "is_top_segment": s.is_top_segment, "n_customers_at_fit": s.n_customers_at_fit,
                 "profile": json.dumps(s.profile),
             } for s in model.segments])
-            copy_rows(cur, "ml.segment_definitions", definitions)
-        cur.execute("delete from ml.customer_segments where as_of_date = %s", (as_of,))
-        copy_rows(cur, "ml.customer_segments", segments)
-        cur.execute("delete from ml.customer_forecasts where as_of_date = %s", (as_of,))
-        copy_rows(cur, "ml.customer_forecasts", forecasts)
-        cur.execute("delete from ml.hypothesis_tests where as_of_date = %s", (as_of,))
-        copy_rows(cur, "ml.hypothesis_tests", hypotheses)
-        cur.execute("delete from ml.insider_rules where as_of_date = %s", (as_of,))
+            copy_rows(cur, "segment_definitions", definitions)
+        cur.execute("delete from customer_segments where as_of_date = %s", (as_of,))
+        copy_rows(cur, "customer_segments", segments)
+        cur.execute("delete from customer_forecasts where as_of_date = %s", (as_of,))
+        copy_rows(cur, "customer_forecasts", forecasts)
+        cur.execute("delete from hypothesis_tests where as_of_date = %s", (as_of,))
+        copy_rows(cur, "hypothesis_tests", hypotheses)
+        cur.execute("delete from insider_rules where as_of_date = %s", (as_of,))
         if not rules.empty:
-            copy_rows(cur, "ml.insider_rules", rules)
+            copy_rows(cur, "insider_rules", rules)

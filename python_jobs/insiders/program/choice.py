@@ -192,7 +192,7 @@ def inner_backtest(conn: psycopg.Connection, cutoff: date, data_start: date, con
     keys = {name: settings_key(config, data_start, cluster_config if name in SEGMENT_CANDIDATES else None)
             for name in wanted}
     rows = conn.execute(
-        "select candidate, n_customers, future_revenue_share, settings_key from ml.inner_backtests"
+        "select candidate, n_customers, future_revenue_share, settings_key from inner_backtests"
         " where cutoff_date = %s and horizon_days = %s and candidate = any(%s) and settings_key = any(%s)",
         (cutoff, config.horizon_days, sorted(wanted), sorted(set(keys.values())))).fetchall()
     known = pd.DataFrame([row[:3] for row in rows if keys[row[0]] == row[3]],
@@ -202,12 +202,12 @@ def inner_backtest(conn: psycopg.Connection, cutoff: date, data_start: date, con
     if not missing:
         return known[["cutoff_date", "candidate", "n_customers", "future_revenue_share"]]
     measured = measure_inner_cutoff(conn, cutoff, data_start, config, cluster_config, missing)
-    last_day = conn.execute("select max(invoice_date) from marts.fct_customer_daily_sales").fetchone()[0]
+    last_day = conn.execute("select max(invoice_date) from fct_customer_daily_sales").fetchone()[0]
     if last_day is None or cutoff + timedelta(days=config.horizon_days) > last_day:
         return pd.concat([known, measured], ignore_index=True)  # a horizon not all loaded yet: not kept
     with conn.cursor() as cur:
         cur.executemany(
-            "insert into ml.inner_backtests (cutoff_date, horizon_days, settings_key, candidate, n_customers,"
+            "insert into inner_backtests (cutoff_date, horizon_days, settings_key, candidate, n_customers,"
             " future_revenue_share) values (%s, %s, %s, %s, %s, %s) on conflict do nothing",
             [(cutoff, config.horizon_days, keys[row.candidate], row.candidate, int(row.n_customers),
               None if np.isnan(row.future_revenue_share) else float(row.future_revenue_share))

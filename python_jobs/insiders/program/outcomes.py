@@ -13,7 +13,7 @@ def future_revenue(conn: psycopg.Connection, cutoff: date, horizon_days: int) ->
     rows = conn.execute(
         "select customer_id, sum(net_revenue)::float8, sum(gross_revenue)::float8,"
         " count(*) filter (where has_purchase)"
-        " from marts.fct_customer_daily_sales where invoice_date > %s and invoice_date <= %s group by customer_id",
+        " from fct_customer_daily_sales where invoice_date > %s and invoice_date <= %s group by customer_id",
         (cutoff, cutoff + timedelta(days=horizon_days)),
     ).fetchall()
     return pd.DataFrame(rows, columns=["customer_id", "net_revenue", "gross_revenue", "purchase_days"]).set_index(

@@ -1,7 +1,7 @@
--- Tables written by the clustering job (`insiders cluster`). dbt declares them as the `ml` source.
-create schema if not exists ml;
+-- Tables written by the clustering job (`insiders cluster`), in the target's ml schema. dbt declares them as the
+-- `ml` source.
 
-create table if not exists ml.model_runs (
+create table if not exists model_runs (
     run_id text primary key,
     as_of_date date not null,
     mode text not null check (mode in ('fit', 'score')),
@@ -24,8 +24,8 @@ create table if not exists ml.model_runs (
     limits jsonb not null
 );
 
-create table if not exists ml.model_selection (
-    run_id text not null references ml.model_runs (run_id) on delete cascade,
+create table if not exists model_selection (
+    run_id text not null references model_runs (run_id) on delete cascade,
     candidate_id text not null,
     embedding text not null,
     algorithm text not null,
@@ -45,8 +45,8 @@ create table if not exists ml.model_selection (
     primary key (run_id, candidate_id)
 );
 
-create table if not exists ml.segment_definitions (
-    model_run_id text not null references ml.model_runs (run_id) on delete cascade,
+create table if not exists segment_definitions (
+    model_run_id text not null references model_runs (run_id) on delete cascade,
     segment_id integer not null,
     segment_name text not null,
     is_top_segment boolean not null,
@@ -55,10 +55,10 @@ create table if not exists ml.segment_definitions (
     primary key (model_run_id, segment_id)
 );
 
-create table if not exists ml.customer_segments (
+create table if not exists customer_segments (
     customer_id bigint not null,
     as_of_date date not null,
-    run_id text not null references ml.model_runs (run_id),
+    run_id text not null references model_runs (run_id),
     segment_id integer not null,
     segment_name text not null,
     is_insider boolean not null,
@@ -70,9 +70,9 @@ create table if not exists ml.customer_segments (
     primary key (customer_id, as_of_date)
 );
 
-create table if not exists ml.insider_rules (
+create table if not exists insider_rules (
     as_of_date date not null,
-    run_id text not null references ml.model_runs (run_id),
+    run_id text not null references model_runs (run_id),
     rule_number integer not null,
     rule_text text not null,
     n_customers integer not null,
@@ -83,10 +83,10 @@ create table if not exists ml.insider_rules (
     primary key (as_of_date, rule_number)
 );
 
-create table if not exists ml.customer_forecasts (
+create table if not exists customer_forecasts (
     customer_id bigint not null,
     as_of_date date not null,
-    run_id text not null references ml.model_runs (run_id),
+    run_id text not null references model_runs (run_id),
     p_alive double precision not null,
     expected_purchases_90d double precision not null,
     expected_revenue_90d double precision not null,
@@ -95,7 +95,7 @@ create table if not exists ml.customer_forecasts (
 );
 
 -- written by `insiders backtest`: one row per cutoff, horizon and rule
-create table if not exists ml.backtests (
+create table if not exists backtests (
     backtest_id text not null,
     cutoff_date date not null,
     horizon_days integer not null,
@@ -117,7 +117,7 @@ create table if not exists ml.backtests (
 );
 
 -- the forecast against what happened, one row per backtest cutoff and horizon
-create table if not exists ml.forecast_backtests (
+create table if not exists forecast_backtests (
     backtest_id text not null,
     cutoff_date date not null,
     horizon_days integer not null,
@@ -135,9 +135,9 @@ create table if not exists ml.forecast_backtests (
 );
 
 -- the seeds' hypotheses, Insiders against the other customers, with intervals
-create table if not exists ml.hypothesis_tests (
+create table if not exists hypothesis_tests (
     as_of_date date not null,
-    run_id text not null references ml.model_runs (run_id),
+    run_id text not null references model_runs (run_id),
     hypothesis_id text not null,
     statement text not null,
     unit text not null,
@@ -154,20 +154,20 @@ create table if not exists ml.hypothesis_tests (
 );
 
 -- columns added after the first release of a table: older databases get them here
-alter table ml.model_selection add column if not exists top_segment_share double precision;
-alter table ml.model_runs add column if not exists data_cutoff_date date;
-update ml.model_runs as runs set data_cutoff_date = fits.as_of_date
-from ml.model_runs as fits where runs.data_cutoff_date is null and fits.run_id = runs.model_run_id;
-alter table ml.model_runs add column if not exists refit_reason text not null default '';
-alter table ml.model_runs add column if not exists insider_definition text not null default 'top_segment';
-alter table ml.model_runs add column if not exists program jsonb not null default '{}';
-alter table ml.model_runs add column if not exists limits jsonb not null default '{}';
-alter table ml.customer_segments add column if not exists program_rank integer;
+alter table model_selection add column if not exists top_segment_share double precision;
+alter table model_runs add column if not exists data_cutoff_date date;
+update model_runs as runs set data_cutoff_date = fits.as_of_date
+from model_runs as fits where runs.data_cutoff_date is null and fits.run_id = runs.model_run_id;
+alter table model_runs add column if not exists refit_reason text not null default '';
+alter table model_runs add column if not exists insider_definition text not null default 'top_segment';
+alter table model_runs add column if not exists program jsonb not null default '{}';
+alter table model_runs add column if not exists limits jsonb not null default '{}';
+alter table customer_segments add column if not exists program_rank integer;
 do $$
 begin
     if exists (select from information_schema.columns
-               where table_schema = 'ml' and table_name = 'segment_definitions' and column_name = 'is_insider') then
-        alter table ml.segment_definitions rename column is_insider to is_top_segment;
+               where table_schema = current_schema() and table_name = 'segment_definitions' and column_name = 'is_insider') then
+        alter table segment_definitions rename column is_insider to is_top_segment;
     end if;
 end
 $$;
@@ -175,7 +175,7 @@ $$;
 -- The inner backtests the Insider choice reads, measured once per cutoff and settings and reused by every later
 -- run: a cutoff's horizon ends by the as-of dates that read it. Kept only once the horizon is all loaded; removed
 -- when the cutoff's features are restated.
-create table if not exists ml.inner_backtests (
+create table if not exists inner_backtests (
     cutoff_date date not null,
     horizon_days integer not null,
     settings_key text not null,
