@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -15,6 +16,8 @@ from .errors import InsidersError
 from .settings import PRODUCTION_TARGET, TARGET_SETTING, Paths, Target, configured_dsn, schema_name
 
 log = logging.getLogger(__name__)
+
+DDL_LOCK = zlib.crc32(b"insiders ddl")
 
 
 def resolve_target(paths: Paths | None = None, start: bool = True) -> Target:
@@ -47,9 +50,22 @@ def create_tables(conn: psycopg.Connection, role: str) -> None:
     tables without a schema, so one file serves every target."""
     schema = schema_of(conn, role)
     ddl = resources.files("insiders").joinpath(f"sql/{role}_schema.sql").read_text()
-    conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
-    conn.execute(sql.SQL("set search_path to {}").format(sql.Identifier(schema)))
+    # `create … if not exists` is not safe against a concurrent creator (two first loads both see no schema and
+    # one fails on the catalog's unique index): creators take turns
+    if conn.autocommit:
+        conn.execute("select pg_advisory_lock(%s)", (DDL_LOCK,))
+    else:
+        conn.execute("select pg_advisory_xact_lock(%s)", (DDL_LOCK,))
     try:
-        conn.execute(ddl)
+        conn.execute(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("set search_path to {}").format(sql.Identifier(schema)))
+        try:
+            conn.execute(ddl)
+        finally:
+            # back to the target's search_path (set when the connection opened); a failed transaction's rollback
+            # restores it anyway, and a statement there would only hide the error
+            if conn.info.transaction_status != psycopg.pq.TransactionStatus.INERROR:
+                conn.execute("reset search_path")
     finally:
-        conn.execute("reset search_path")  # back to the target's search_path, set when the connection opened
+        if conn.autocommit:
+            conn.execute("select pg_advisory_unlock(%s)", (DDL_LOCK,))

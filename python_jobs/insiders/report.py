@@ -12,6 +12,7 @@ import pandas as pd
 import psycopg
 
 from .errors import InsidersError
+from .files import write_text_atomically
 
 log = logging.getLogger(__name__)
 PALETTE = ["#d1495b", "#00798c", "#edae49", "#30638e", "#66a182", "#8d5a97", "#e07a5f", "#3d405b", "#81b29a",
@@ -320,8 +321,7 @@ def backtests_section(backtests: pd.DataFrame) -> str:
 
 def write_report(conn: psycopg.Connection, out: Path, as_of: date | None = None) -> Path:
     data = read_report_data(conn, as_of)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(data), encoding="utf-8")
+    write_text_atomically(out, render(data))
     log.info("wrote %s (%s segments, %s customers, %d as-of dates)", out, data.summary["segment_id"].nunique(),
              f"{len(data.customers):,}", data.summary["as_of_date"].nunique())
     return out

@@ -17,6 +17,7 @@ import psycopg
 
 from .. import db
 from ..errors import InsidersError
+from ..files import replaced_atomically
 from .candidates import Candidate
 from .model import SegmentModel
 
@@ -55,9 +56,9 @@ def sha256_of(path: Path) -> str:
 
 
 def save_model(model: SegmentModel, directory: Path, run_id: str) -> tuple[Path, str]:
-    directory.mkdir(parents=True, exist_ok=True)
     path = directory / f"segment-model-{run_id}.joblib"
-    joblib.dump(model, path)
+    with replaced_atomically(path) as (partial,):
+        joblib.dump(model, partial)
     return path, sha256_of(path)
 
 
