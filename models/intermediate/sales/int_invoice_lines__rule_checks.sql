@@ -71,8 +71,7 @@ checked as (
         new_lines.*,
         case
             when new_lines.is_guest then 'guest_line'
-            when new_lines.customer_id in ({{ var('excluded_customer_ids') | join(', ') }})
-                then 'excluded_customer'
+            when {{ is_in_list('new_lines.customer_id', var('excluded_customer_ids')) }} then 'excluded_customer'
             when excluded_countries.country is not null then 'excluded_country'
             when new_lines.is_non_product then 'non_product_code'
             when new_lines.unit_price < {{ var('min_unit_price') }} then 'unit_price_below_minimum'
