@@ -39,3 +39,16 @@
         (select max(current_as_of.as_of_date) from {{ source('control', 'current_as_of') }} as current_as_of)
     {%- endif -%}
 {%- endmacro %}
+
+{#-
+    The rows of `relation` dated on or before the current as-of date (current_as_of_date(); every row when it is
+    null). The marts that present one current date (dim_customers, rpt_insider_changes; rpt_insiders through
+    dim_customers) read their history through this macro and present its latest date, so that they agree under
+    `insiders run --as-of` and the as_of_date var alike. Marts and reports with one row per as-of date
+    (fct_segment_summary, rpt_hypotheses, ...) keep every date labelled.
+-#}
+{% macro until_current_as_of(relation, date_column='as_of_date') -%}
+    select dated.*
+    from {{ relation }} as dated
+    where dated.{{ date_column }} <= coalesce({{ current_as_of_date() }}, dated.{{ date_column }})
+{%- endmacro %}

@@ -1,10 +1,14 @@
 {{ config(contract={'enforced': true}) }}
 
-{#- One row per customer who entered or left the Insiders at the latest as-of date, against the one before. -#}
+{#-
+    One row per customer who entered or left the Insiders at the current as-of date, against the one before: the
+    latest date segmented on or before the date of macro current_as_of_date (macro until_current_as_of, as
+    dim_customers and rpt_insiders read it).
+-#}
 
 with customer_segments as (
 
-    select * from {{ ref('fct_customer_segments') }}
+    {{ until_current_as_of(ref('fct_customer_segments')) }}
 
 ),
 

@@ -36,6 +36,24 @@ excluded_countries as (
 
 ),
 
+non_product_codes as (
+
+    select stock_code from {{ ref('excluded_stock_codes') }}
+
+),
+
+product_flagged_lines as (
+
+    -- the seed's non-product codes are a cleaning rule, so they are matched here and not in staging
+    select
+        staged_lines.*,
+        non_product_codes.stock_code is not null as is_non_product
+    from staged_lines
+    left join non_product_codes
+        on staged_lines.stock_code = non_product_codes.stock_code
+
+),
+
 batches_to_check as (
 
     -- batches not in the table as loaded now: new ones, and ones loaded again (a new loaded_at). Compared by
@@ -57,11 +75,11 @@ batches_to_check as (
 new_lines as (
 
     select
-        staged_lines.*,
+        product_flagged_lines.*,
         batches_to_check.loaded_at as batch_loaded_at
-    from staged_lines
+    from product_flagged_lines
     inner join batches_to_check
-        on staged_lines.batch_id = batches_to_check.batch_id
+        on product_flagged_lines.batch_id = batches_to_check.batch_id
 
 ),
 
@@ -71,8 +89,7 @@ checked as (
         new_lines.*,
         case
             when new_lines.is_guest then 'guest_line'
-            when new_lines.customer_id in ({{ var('excluded_customer_ids') | join(', ') }})
-                then 'excluded_customer'
+            when {{ is_in_list('new_lines.customer_id', var('excluded_customer_ids')) }} then 'excluded_customer'
             when excluded_countries.country is not null then 'excluded_country'
             when new_lines.is_non_product then 'non_product_code'
             when new_lines.unit_price < {{ var('min_unit_price') }} then 'unit_price_below_minimum'

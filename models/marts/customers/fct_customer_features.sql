@@ -160,8 +160,9 @@ features as (
         ) }} as avg_days_between_purchases,
         per_customer.n_invoices,
         per_customer.n_purchase_days,
+        -- tenure counts at least one day, so a floor of 0 (the var) cannot divide by zero
         30.0 * per_customer.n_invoices / greatest(
-            per_customer.as_of_date - per_customer.first_purchase_date, {{ var('min_frequency_tenure_days') }}
+            per_customer.as_of_date - per_customer.first_purchase_date, {{ var('min_frequency_tenure_days') }}, 1
         ) as purchase_frequency,
         per_customer.n_items,
         per_customer.n_lines,

@@ -6,15 +6,14 @@
 }}
 
 {#-
-    One row per customer: the segment at the current as-of date (macro current_as_of_date, else the latest
-    segmented), since when the customer has been in it, and the latest features.
+    One row per customer: the segment at the current as-of date (the latest segmented on or before the date of
+    macro current_as_of_date, read through macro until_current_as_of), since when the customer has been in it,
+    and the features at that date.
 -#}
 
 with history as (
 
-    select segments.*
-    from {{ ref('fct_customer_segments') }} as segments
-    where segments.as_of_date <= coalesce({{ current_as_of_date() }}, segments.as_of_date)
+    {{ until_current_as_of(ref('fct_customer_segments')) }}
 
 ),
 

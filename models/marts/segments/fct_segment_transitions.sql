@@ -5,6 +5,9 @@
     revenue they brought in between. Customers absent at the earlier date come from segment 0 "(new customers)";
     customers absent at the later date go to segment 0 "(left the base)". So, per date pair, the customers
     leaving each segment add up to its size at the earlier date, and those arriving to its size at the later one.
+    Period revenue is what the customers bought between the two dates: later minus earlier cumulative revenue;
+    all of it for a new customer; 0 for a customer who left the base (no later figure, so nothing bought that
+    the later date counts).
 -#}
 
 with customer_segments as (
@@ -39,7 +42,11 @@ moves as (
         coalesce(later.segment_id, 0) as to_segment_id,
         coalesce(later.segment_name, '(left the base)') as to_segment_name,
         coalesce(later.is_insider, false) as to_insiders,
-        coalesce(later.gross_revenue, 0) - coalesce(earlier.gross_revenue, 0) as period_gross_revenue
+        -- a customer who left the base has no later figure: nothing bought in the period is counted
+        case
+            when later.customer_id is null then 0
+            else later.gross_revenue - earlier.gross_revenue
+        end as period_gross_revenue
     from date_pairs
     inner join customer_segments as earlier
         on date_pairs.from_as_of_date = earlier.as_of_date

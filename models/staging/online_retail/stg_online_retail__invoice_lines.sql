@@ -4,12 +4,6 @@ with source_lines as (
 
 ),
 
-non_product_codes as (
-
-    select stock_code from {{ ref('excluded_stock_codes') }}
-
-),
-
 typed as (
 
     select
@@ -30,11 +24,8 @@ typed as (
         source_lines.quantity * source_lines.unit_price as line_revenue,
         source_lines.invoice_no like 'C%' as is_cancellation,
         source_lines.quantity < 0 as is_return,
-        source_lines.customer_id is null as is_guest,
-        non_product_codes.stock_code is not null as is_non_product
+        source_lines.customer_id is null as is_guest
     from source_lines
-    left join non_product_codes
-        on source_lines.stock_code = non_product_codes.stock_code
 
 )
 
