@@ -74,6 +74,12 @@ def _cmd_dbt(args: argparse.Namespace, paths: Paths) -> int:
     return run_dbt(paths, db.resolve_target(paths), args.dbt_args, check=False)
 
 
+def _cmd_mf(args: argparse.Namespace, paths: Paths) -> int:
+    from .semantic import run_mf
+
+    return run_mf(paths, db.resolve_target(paths), args.mf_args).returncode
+
+
 def _cmd_sqlfluff(args: argparse.Namespace, paths: Paths) -> int:
     from .dbt_runner import run_tool
 
@@ -269,6 +275,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("dbt", help="run dbt against the same database (e.g. `insiders dbt build`)")
     p.add_argument("dbt_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_dbt)
+
+    p = sub.add_parser("mf", help="run MetricFlow on the semantic layer against the same database "
+                                  "(e.g. `insiders mf query --saved-query insider_moves`)")
+    p.add_argument("mf_args", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_mf)
 
     p = sub.add_parser("sqlfluff", help="run sqlfluff with the dbt templater against the same database")
     p.add_argument("sqlfluff_args", nargs=argparse.REMAINDER)

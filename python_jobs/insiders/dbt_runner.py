@@ -58,14 +58,15 @@ def tool_executable(tool: str) -> str:
 
 
 def run_tool(paths: Paths, target: Target, tool: str, args: list[str], *, quiet: bool = False,
-             ) -> subprocess.CompletedProcess[str]:
-    """Run `tool ARGS` (dbt, sqlfluff) as a process in the project directory, connected to the target: for a
-    user's own dbt commands, whose output is theirs to read."""
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `tool ARGS` (dbt, sqlfluff, mf) as a process in the project directory, connected to the target, with
+    `env` on top: for a user's own dbt commands, whose output is theirs to read."""
     command = [tool_executable(tool), *args]
     log.debug("running %s", " ".join(command))
     return subprocess.run(
-        command, cwd=paths.project_dir, env={**os.environ, **dbt_environment(paths, target)}, text=True,
-        stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None, check=False,
+        command, cwd=paths.project_dir, env={**os.environ, **dbt_environment(paths, target), **(env or {})},
+        text=True, stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None,
+        check=False,
     )
 
 
