@@ -46,7 +46,8 @@ def backfill(paths: Paths, target: Target, dates: list[date], *, refit: bool = F
     timer = StageTimer()
     program = program or ProgramConfig()
     with timer.stage(f"features for {len(dates)} as-of dates and their inner backtests"):
-        built = stages.build_features(paths, target, dates, program)
+        # dates built before lines loaded since are restated (late lines dated inside the range count)
+        built = stages.build_features(paths, target, dates, program, rebuild=dates)
         log.info("  built %d as-of dates; dates built before are kept as they are", len(built))
     with timer.stage("segments, forecasts and Insiders"), db.connect(target) as conn:
         for i, day in enumerate(sorted(dates)):

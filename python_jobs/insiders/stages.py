@@ -95,7 +95,9 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
         needed = dates_to_label(conn, as_of_dates, program)  # creates the raw and control tables if need be
         loaded_through = latest_load(conn)
         # a date is rebuilt to take in lines loaded since it was built; with none, it would come out the same
-        missing = sorted((set(needed) - built_dates(conn)) | stale_dates(conn, rebuild, loaded_through))
+        already_built = built_dates(conn)
+        restated = sorted(stale_dates(conn, rebuild, loaded_through) & already_built)
+        missing = sorted((set(needed) - already_built) | set(restated))
         new_lines = lines_loaded_since_last_build(conn)
         conn.commit()
     if not missing:
@@ -104,6 +106,9 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
         if new_lines:  # the line tables and daily sales still take in the new lines
             build_sales(paths, target)
         return []
+    if restated:
+        log.warning("restating the features of %s: lines were loaded after %s built", ", ".join(map(str, restated)),
+                    "it was" if len(restated) == 1 else "they were")
     with requested_dates(target, "feature_dates", missing):
         invoke_dbt(paths, target, ["build", "--exclude", "source:ml+"])
     with db.connect(target) as conn, conn.transaction():

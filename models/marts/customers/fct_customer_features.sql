@@ -6,6 +6,7 @@
         on_schema_change='fail',
         contract={'enforced': true},
         indexes=[{'columns': ['as_of_date', 'customer_id'], 'unique': true}],
+        full_refresh=none if var('allow_history_full_refresh', false) else false,
     )
 }}
 
@@ -13,7 +14,8 @@
     One row per customer per as-of date. Building for some as-of dates (one statement for all of them: a spine of
     dates joined to the invoices) replaces those dates' rows and keeps every other date, so monthly runs
     accumulate a history and backtests can rebuild any cutoff. Every figure at a date uses only lines dated on or
-    before it.
+    before it. `--full-refresh` leaves this history alone (it would keep only the dates of that build) unless the
+    var allow_history_full_refresh is true; restating some dates is a build for those dates (README, "Restating").
 -#}
 
 with as_of_spine as (
