@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from datetime import date
@@ -466,6 +467,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `insiders … | head`: the reader left; Python's own flush at exit must not fail too
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 141
 
 
 if __name__ == "__main__":
