@@ -46,12 +46,8 @@ def run_measured(label: str, command: list[str], env: dict[str, str]) -> Measure
     output = "".join(chunks)
     if process.returncode != 0:
         raise SystemExit(f"{label} failed (exit {process.returncode}):\n{output[-3000:]}")
-    stages = {}
-    timings = re.search(r"(?:stage timings|timings): (.*)", output)
-    if timings:
-        # stage names may hold commas ("segments, forecast and Insiders"): each ends at its " N s"
-        for name, value in re.findall(r"(.+?) (\d+(?:\.\d+)?) s(?:, |$)", timings.group(1)):
-            stages[name.strip()] = float(value)
+    # the stage lines: "✓ name   12.3 s  what it did"
+    stages = {name: float(value) for name, value in re.findall(r"^✓ (.+?) +(\d+\.\d) s(?:  |$)", output, re.M)}
     return Measured(label, seconds, peak / 2**20, stages, output)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import logging
+import time
 from datetime import date, timedelta
 
 from . import db, stages
@@ -44,21 +45,25 @@ def backfill(paths: Paths, target: Target, dates: list[date], *, refit: bool = F
     for all the dates that read it, and one dbt build of the segment marts at the end (membership history is a
     gaps-and-islands model over all labelled dates, not a replay date by date)."""
     timer = StageTimer()
+    started = time.perf_counter()
     program = program or ProgramConfig()
-    with timer.stage(f"features for {len(dates)} as-of dates and their inner backtests"):
+    with timer.stage(f"features for {len(dates)} as-of dates") as stage:
         # dates built before lines loaded since are restated (late lines dated inside the range count)
         built = stages.build_features(paths, target, dates, program, rebuild=dates)
-        log.info("  built %d as-of dates; dates built before are kept as they are", len(built))
-    with timer.stage("segments, forecasts and Insiders"), db.connect(target) as conn:
+        stage.note = f"{len(built)} built (with their inner backtests' cutoffs), the others kept as they were"
+    with timer.stage("segments, forecasts and Insiders") as stage, db.connect(target) as conn:
+        fits = 0
         for i, day in enumerate(sorted(dates)):
             result = run_clustering(conn, paths, as_of=day, refit=refit and i == 0, config=config, program=program)
+            fits += result.mode == "fit"
             log.info("  %s: %s with the model %s; %d Insiders by %s", day, result.mode,
                      "fitted now" if result.mode == "fit" else "in force", result.n_insiders,
                      result.insider_definition)
-    with timer.stage("segment marts and membership history"):
+        stage.note = f"{len(dates)} as-of dates labelled, {fits} model{'s' if fits != 1 else ''} fitted"
+    with timer.stage("dbt build (segment marts and membership history)"):
         stages.build_marts(paths, target)  # current: the latest date labelled, whatever the range
-    log.info("backfilled %d as-of dates (%s to %s); timings: %s", len(dates), dates[0], dates[-1],
-             ", ".join(f"{k} {v:.0f} s" for k, v in timer.timings.items()))
+    log.info("backfilled %d as-of dates (%s to %s) in %.1f s", len(dates), dates[0], dates[-1],
+             time.perf_counter() - started)
 
 
 def parse_range(start: date, end: date | None, monthly: bool) -> list[date]:

@@ -33,6 +33,7 @@ from .program import rankings
 from .program.config import ProgramConfig
 from .program.evaluate import forecast_error, measure_groups
 from .program.outcomes import aligned, future_revenue
+from .progress import StageTimer
 from .settings import Paths, Target
 
 log = logging.getLogger("insiders")
@@ -116,7 +117,7 @@ def backtest_cutoff(paths: Paths, target: Target, cutoff: date, program: Program
     with scratch_database(target, cutoff) as scratch, tempfile.TemporaryDirectory(prefix="insiders-bt-") as state:
         scratch_paths = Paths(project_dir=paths.project_dir, state_dir=Path(state))
         copied = copy_lines(target, scratch, None, cutoff)
-        log.info("backtest at %s: %s lines up to the cutoff in %s", cutoff, f"{copied:,}", scratch.dbname)
+        log.debug("backtest at %s: %s lines up to the cutoff in %s", cutoff, f"{copied:,}", scratch.dbname)
         stages.build_features(scratch_paths, scratch, [cutoff], program)
         with db.connect(scratch) as conn:
             result = run_clustering(conn, scratch_paths, as_of=cutoff, config=cluster_config, program=program)
@@ -167,7 +168,14 @@ def write_backtest(conn: psycopg.Connection, backtest_id: str, cutoff: date, hor
 def backtest(paths: Paths, target: Target, cutoffs: list[date], program: ProgramConfig,
              cluster_config: ClusterConfig | None = None) -> list[tuple[pd.DataFrame, dict[str, float]]]:
     backtest_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
-    results = [backtest_cutoff(paths, target, cutoff, program, cluster_config or ClusterConfig(), backtest_id)
-               for cutoff in sorted(set(cutoffs))]
-    stages.build_backtest_marts(paths, target)
+    timer = StageTimer()
+    results = []
+    for cutoff in sorted(set(cutoffs)):
+        with timer.stage(f"backtest at {cutoff}") as stage:
+            rows, errors = backtest_cutoff(paths, target, cutoff, program, cluster_config or ClusterConfig(),
+                                           backtest_id)
+            stage.note = f"the Insiders by {rows.iloc[0].insider_definition}, next {program.horizon_days} days"
+            results.append((rows, errors))
+    with timer.stage("dbt build (backtest report)"):
+        stages.build_backtest_marts(paths, target)
     return results

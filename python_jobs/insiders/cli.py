@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from datetime import date
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from . import db
+import psycopg
+
+from . import __version__, db
 from .errors import InsidersError
+from .locks import writer_lock
 from .progress import StageTimer, setup_logging
 from .settings import Paths, Target, configured_dsn
 
@@ -49,15 +54,21 @@ def _cmd_load(args: argparse.Namespace, paths: Paths) -> int:
     from .load import load_file
 
     target = db.resolve_target(paths)
+    files = []
     with db.connect(target) as conn:
         for path in args.files:
             result = load_file(conn, Path(path), sheet=args.sheet, replace=args.replace, progress=True)
-            if result.already_loaded:
-                print(f"{result.path.name}: already loaded (batch {result.batch_id}); read 0, loaded 0, "
-                      "rejected 0")
-            else:
-                print(f"{result.path.name}: read {result.lines_read:,}, loaded {result.lines_loaded:,}, "
-                      f"rejected {result.lines_rejected:,} (batch {result.batch_id})")
+            files.append({"file": str(result.path), "batch_id": result.batch_id,
+                          "already_loaded": result.already_loaded, "lines_read": result.lines_read,
+                          "lines_loaded": result.lines_loaded, "lines_rejected": result.lines_rejected,
+                          "seconds": round(result.seconds, 1)})
+    if args.json:
+        _print_json({"files": files})
+        return 0
+    for row in files:
+        state = "already loaded; " if row["already_loaded"] else ""
+        print(f"{Path(str(row['file'])).name}: {state}read {row['lines_read']:,}, loaded {row['lines_loaded']:,}, "
+              f"rejected {row['lines_rejected']:,} (batch {row['batch_id']})")
     return 0
 
 
@@ -126,11 +137,21 @@ def _label(target: Target, paths: Paths, as_of: date, args: argparse.Namespace):
 def _cmd_cluster(args: argparse.Namespace, paths: Paths) -> int:
     from . import stages
 
+    timer = StageTimer()
+    started = time.perf_counter()
     target = db.resolve_target(paths)
     with db.connect(target) as conn:
         as_of = args.as_of or stages.data_span(conn)[1]
-    stages.build_features(paths, target, [as_of], _program_config(args))
-    _label(target, paths, as_of, args)
+    with timer.stage("dbt build (features)") as stage:
+        stage.note = _built_note(stages.build_features(paths, target, [as_of], _program_config(args)))
+    with timer.stage("segments, forecast and Insiders") as stage:
+        labels = _label(target, paths, as_of, args)
+        stage.note = _labels_note(labels)
+    summary = {"as_of": as_of.isoformat(), **_labels_summary(labels), **_timings(started, timer)}
+    if args.json:
+        _print_json(summary)
+    else:
+        _print_summary(summary)
     return 0
 
 
@@ -151,8 +172,20 @@ def _cmd_backtest(args: argparse.Namespace, paths: Paths) -> int:
         raise InsidersError("give at least one --cutoff DATE (or --cutoffs DATE,DATE,...)")
     target = db.resolve_target(paths)
     if args.input:
-        stages.load_inputs(target, [Path(p) for p in args.input])
-    for rows, errors in backtest(paths, target, cutoffs, _program_config(args), _cluster_config(args)):
+        with StageTimer().stage("load") as stage:
+            loaded, rejected = stages.load_inputs(target, [Path(p) for p in args.input])
+            stage.note = f"{loaded:,} lines loaded, {rejected:,} rejected"
+    results = backtest(paths, target, cutoffs, _program_config(args), _cluster_config(args))
+    if args.json:
+        _print_json({"backtests": [{
+            "cutoff": str(rows.iloc[0].cutoff_date), "horizon_days": int(rows.iloc[0].horizon_days),
+            "insider_definition": rows.iloc[0].insider_definition,
+            "rules": json.loads(rows.drop(columns=["cutoff_date", "horizon_days", "insider_definition"])
+                                .to_json(orient="records")),
+            "forecast": {name: float(value) for name, value in errors.items()},
+        } for rows, errors in results]})
+        return 0
+    for rows, errors in results:
         first = rows.iloc[0]
         print(f"cutoff {first.cutoff_date}, next {first.horizon_days} days; the Insiders are chosen by "
               f"{first.insider_definition}")
@@ -179,41 +212,50 @@ def _cmd_report(args: argparse.Namespace, paths: Paths) -> int:
     return 0
 
 
+def _cmd_docs(args: argparse.Namespace, paths: Paths) -> int:
+    from .docs import generate_docs
+
+    out = generate_docs(paths, db.resolve_target(paths), Path(args.out) if args.out else paths.state_dir / "docs")
+    print(f"dbt docs written to {out} (open it in a browser: one file, no server needed)")
+    return 0
+
+
 def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     from . import stages
     from .demo_data import generate
 
     timer = StageTimer()
     started = time.perf_counter()
-    with timer.stage("database"):
+    with timer.stage("database") as stage:
         target = db.resolve_target(paths)
-        log.info("target %s%s", target.safe_url, " (embedded)" if target.embedded else "")
+        stage.note = target.safe_url + (" (embedded)" if target.embedded else "")
     inputs = [Path(p) for p in args.input]
     if not inputs:
         demo = paths.state_dir / "demo" / "demo_invoices.csv"
         if not demo.exists():
-            with timer.stage(f"demo data ({DEMO_LINES:,} synthetic lines, seed {DEMO_SEED})"):
+            with timer.stage("demo data") as stage:
                 generate(demo, n_lines=DEMO_LINES, seed=DEMO_SEED)
+                stage.note = f"{DEMO_LINES:,} synthetic lines, seed {DEMO_SEED}"
         inputs = [demo]
-    with timer.stage("load"):
+    with timer.stage("load") as stage:
         loaded, rejected = stages.load_inputs(target, inputs)
+        stage.note = f"{loaded:,} lines loaded, {rejected:,} rejected" if loaded or rejected else "nothing new"
     with db.connect(target) as conn:
         as_of = args.as_of or stages.data_span(conn)[1]
     program = _program_config(args)
-    with timer.stage("dbt build (features)"):
-        stages.build_features(paths, target, [as_of], program, rebuild=[as_of])
-    with timer.stage("segments, forecast and Insiders"):
+    with timer.stage("dbt build (features)") as stage:
+        stage.note = _built_note(stages.build_features(paths, target, [as_of], program, rebuild=[as_of]))
+    with timer.stage("segments, forecast and Insiders") as stage:
         labels = _label(target, paths, as_of, args)
+        stage.note = _labels_note(labels)
     with timer.stage("dbt build (segment marts)"):
         stages.build_marts(paths, target, args.as_of)
-    summary: dict[str, object] = {"lines loaded": loaded, "rejected": rejected, **_summary(target, as_of)}
-    summary["segments"] = len(labels.summary)
-    summary["Insiders"] = (f"{labels.n_insiders:,} by {labels.insider_definition} "
-                           f"({labels.insider_customer_share:.1%} of customers, "
-                           f"{labels.insider_revenue_share:.1%} of revenue)")
-    log.info("done in %.1f s: %s", time.perf_counter() - started,
-             ", ".join(f"{k} {v:,}" if isinstance(v, int) else f"{k} {v}" for k, v in summary.items()))
-    log.info("stage timings: %s", ", ".join(f"{k} {v:.1f} s" for k, v in timer.timings.items()))
+    summary = {**_summary(target, as_of), "lines_loaded": loaded, "lines_rejected": rejected,
+               **_labels_summary(labels), **_timings(started, timer)}
+    if args.json:
+        _print_json(summary)
+    else:
+        _print_summary(summary)
     return 0
 
 
@@ -223,7 +265,58 @@ def _summary(target: Target, as_of: date) -> dict[str, object]:
             "select count(*), coalesce(sum(gross_revenue), 0), max(as_of_date) from fct_customer_features"
             " where as_of_date = %s", (as_of,),
         ).fetchone()
-    return {"customers": row[0], "gross revenue": f"{row[1]:,.2f}", "as of": row[2]}
+    return {"as_of": as_of.isoformat(), "customers": row[0], "gross_revenue": round(float(row[1]), 2)}
+
+
+def _built_note(built: list[date]) -> str:
+    if not built:
+        return "features built already, kept"
+    return f"features of {len(built)} as-of date{'s' if len(built) > 1 else ''} built"
+
+
+def _labels_note(labels) -> str:
+    return f"{'new model fitted' if labels.mode == 'fit' else 'model in force'}, {len(labels.summary)} segments"
+
+
+def _labels_summary(labels) -> dict[str, object]:
+    return {
+        "segments": [{"segment_id": int(row.segment_id), "segment_name": row.segment_name,
+                      "customers": int(row.n_customers), "customer_share": round(float(row.customer_share), 4),
+                      "revenue_share": round(float(row.revenue_share), 4)} for row in labels.summary.itertuples()],
+        "model": labels.mode,
+        "insiders": labels.n_insiders,
+        "insider_definition": labels.insider_definition,
+        "insider_customer_share": round(labels.insider_customer_share, 4),
+        "insider_revenue_share": round(labels.insider_revenue_share, 4),
+    }
+
+
+def _timings(started: float, timer: StageTimer) -> dict[str, object]:
+    return {"seconds": round(time.perf_counter() - started, 1),
+            "stage_seconds": {name: round(seconds, 1) for name, seconds in timer.timings.items()}}
+
+
+def _print_json(summary: dict[str, object]) -> None:
+    """The command's result as JSON: the only thing on stdout."""
+    print(json.dumps(summary, indent=2, default=str))
+
+
+def _print_summary(summary: dict[str, object]) -> None:
+    """The summary in numbers, on stdout (the stage lines are on stderr)."""
+    lines = [f"done in {summary['seconds']} s, as of {summary['as_of']}"]
+    if "lines_loaded" in summary:
+        lines.append(f"  lines loaded   {summary['lines_loaded']:,} ({summary['lines_rejected']:,} rejected)")
+    if "customers" in summary:
+        lines.append(f"  customers      {summary['customers']:,}, gross revenue {summary['gross_revenue']:,.2f}")
+    segments = summary["segments"]
+    lines.append(f"  segments       {len(segments)}")
+    for row in segments:
+        lines.append(f"    {row['segment_id']:>2} {row['segment_name']:<22} {row['customers']:>8,} customers "
+                     f"({row['customer_share']:6.1%})  {row['revenue_share']:6.1%} of gross revenue")
+    lines.append(f"  Insiders       {summary['insiders']:,} by {summary['insider_definition']} "
+                 f"({summary['insider_customer_share']:.1%} of customers, "
+                 f"{summary['insider_revenue_share']:.1%} of gross revenue)")
+    print("\n".join(lines))
 
 
 def _add_cluster_options(p: argparse.ArgumentParser, refit: bool = True) -> None:
@@ -250,86 +343,154 @@ def _add_program_options(p: argparse.ArgumentParser) -> None:
                                          "(default: all)")
 
 
+def _version() -> str:
+    try:
+        dbt = version("dbt-core")
+    except PackageNotFoundError:
+        dbt = "not installed"
+    return f"insiders {__version__} (dbt-core {dbt}, Python {sys.version.split()[0]})"
+
+
+def _examples(*lines: str) -> str:
+    return "example:\n" + "\n".join(f"  {line}" for line in lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="insiders", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    # flags every command takes, before or after its name (`insiders -v run` and `insiders run -v`): a parent of
+    # the top parser and of each subcommand; SUPPRESS keeps a subcommand from resetting what was given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                        help="detail: inner stages, debug lines and dbt's own log")
+    # the commands whose result scripts read
+    as_json = argparse.ArgumentParser(add_help=False)
+    as_json.add_argument("--json", action="store_true",
+                         help="print the summary as JSON on stdout (stage lines stay on stderr)")
+    # the commands that write to the database: one at a time per database and target (locks.py)
+    writer = argparse.ArgumentParser(add_help=False)
+    writer.add_argument("--no-wait", action="store_true",
+                        help="stop at once when another insiders command is writing (default: wait for it)")
+    parser = argparse.ArgumentParser(prog="insiders", description=__doc__, parents=[common],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog=_examples("insiders run", "insiders run --input 'Online Retail.xlsx' -v",
+                                                      "insiders COMMAND --help"))
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("db", help="manage the embedded PostgreSQL (or show the configured one)")
+    def command(name: str, summary: str, *examples: str, parents: tuple[argparse.ArgumentParser, ...] = (common,),
+                ) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=summary[:1].upper() + summary[1:] + ".",
+                              parents=list(parents), epilog=_examples(*examples),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+
+    p = command("db", "manage the embedded PostgreSQL (or show the configured one)",
+                "insiders db start", "insiders db url    # a postgresql:// URL for psql or Metabase")
     p.add_argument("action", choices=["start", "stop", "status", "url", "roles"])
     p.set_defaults(func=_cmd_db)
 
-    p = sub.add_parser("load", help="load invoice files (CSV, XLSX, Parquet) into the raw invoice lines")
+    p = command("load", "load invoice files (CSV, XLSX, Parquet) into the raw invoice lines",
+                "insiders load 'Online Retail.xlsx' --sheet 'Online Retail'", "insiders load lines.csv --json",
+                parents=(common, as_json, writer))
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--sheet", help="XLSX: load only this sheet (default: every sheet)")
     p.add_argument("--replace", action="store_true", help="reload a file whose content is already loaded")
-    p.set_defaults(func=_cmd_load)
+    p.set_defaults(func=_cmd_load, writes=True)
 
-    p = sub.add_parser("demo-data", help="write deterministic synthetic invoice lines in the UCI layout")
+    p = command("demo-data", "write deterministic synthetic invoice lines in the UCI layout",
+                "insiders demo-data --lines 100000 --seed 7 --out demo.csv")
     p.add_argument("--lines", type=int, default=DEMO_LINES)
     p.add_argument("--seed", type=int, default=DEMO_SEED)
     p.add_argument("--out", required=True, help="output file, .csv or .parquet")
     p.add_argument("--truth", help="personas file (default: OUT's name with .personas.csv)")
     p.set_defaults(func=_cmd_demo_data)
 
-    p = sub.add_parser("dbt", help="run dbt against the same database (e.g. `insiders dbt build`)")
+    p = command("dbt", "run dbt against the same database (e.g. `insiders dbt build`)",
+                "insiders dbt build --select fct_customer_features", parents=())
     p.add_argument("dbt_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_dbt)
 
-    p = sub.add_parser("mf", help="run MetricFlow on the semantic layer against the same database "
-                                  "(e.g. `insiders mf query --saved-query insider_moves`)")
+    p = command("mf", "run MetricFlow on the semantic layer against the same database",
+                "insiders mf query --saved-query insider_moves",
+                "insiders mf query --metrics insiders_revenue_share --group-by metric_time__day", parents=())
     p.add_argument("mf_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_mf)
 
-    p = sub.add_parser("sqlfluff", help="run sqlfluff with the dbt templater against the same database")
+    p = command("sqlfluff", "run sqlfluff with the dbt templater against the same database",
+                "insiders sqlfluff lint models tests/singular", parents=())
     p.add_argument("sqlfluff_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_sqlfluff)
 
-    p = sub.add_parser("run", help="the whole pipeline: database, load, dbt build, clustering, summaries")
+    p = command("run", "the whole pipeline: database, load, dbt build, clustering, summaries",
+                "insiders run                                  # the demo data",
+                "insiders run --input 'Online Retail.xlsx' --as-of 2011-09-30 --json > summary.json",
+                parents=(common, as_json, writer))
     p.add_argument("--input", nargs="*", default=[], metavar="FILE", help="invoice files (default: demo data)")
     p.add_argument("--as-of", type=date.fromisoformat, help="feature cutoff date (default: last invoice date)")
     _add_cluster_options(p)
-    p.set_defaults(func=_cmd_run)
+    p.set_defaults(func=_cmd_run, writes=True)
 
-    p = sub.add_parser("backfill", help="features and segments for every month-end of a range")
+    p = command("backfill", "features and segments for every month-end of a range",
+                "insiders backfill --from 2011-01-31 --to 2011-12-09 --monthly", parents=(common, writer))
     p.add_argument("--from", dest="start", type=date.fromisoformat, required=True, help="first date (month-end)")
     p.add_argument("--to", dest="end", type=date.fromisoformat, required=True, help="last date")
     p.add_argument("--monthly", action="store_true", help="every month-end between --from and --to, and --to")
     p.add_argument("--refit", action="store_true",
                    help="fit a new model at the first date even if one fitted on earlier data exists")
     _add_cluster_options(p, refit=False)
-    p.set_defaults(func=_cmd_backfill)
+    p.set_defaults(func=_cmd_backfill, writes=True)
 
-    p = sub.add_parser("backtest", help="what the product would have picked at a past cutoff, against what followed")
+    p = command("backtest", "what the product would have picked at a past cutoff, against what followed",
+                "insiders backtest --cutoffs 2011-06-30,2011-09-09 --horizon 90",
+                parents=(common, as_json, writer))
     p.add_argument("--cutoff", type=date.fromisoformat, action="append", help="cutoff date (repeatable)")
     p.add_argument("--cutoffs", type=lambda text: [date.fromisoformat(d.strip()) for d in text.split(",")],
                    default=[], help="several cutoffs, comma-separated")
     p.add_argument("--input", nargs="*", default=[], metavar="FILE", help="invoice files to load first")
     _add_cluster_options(p, refit=False)
-    p.set_defaults(func=_cmd_backtest, refit=False)
+    p.set_defaults(func=_cmd_backtest, refit=False, writes=True)
 
-    p = sub.add_parser("report", help="write a self-contained HTML dashboard from the marts")
+    p = command("report", "write a self-contained HTML dashboard from the marts",
+                "insiders report --out insiders.html --as-of 2011-09-30")
     p.add_argument("--out", default="insiders-report.html", help="output file (default insiders-report.html)")
     p.add_argument("--as-of", type=date.fromisoformat, help="as-of date to show (default: the latest)")
     p.set_defaults(func=_cmd_report)
 
-    p = sub.add_parser("cluster", help="segment the feature mart: fit once, then score with the saved model")
+    p = command("docs", "write dbt's docs as one static HTML file: models, columns, tests and the lineage from the "
+                        "sources to the ML job and the dashboard",
+                "insiders docs                    # .insiders/docs/index.html", "insiders docs --out site/")
+    p.add_argument("--out", metavar="DIR", help="directory to write index.html in (default .insiders/docs)")
+    p.set_defaults(func=_cmd_docs)
+
+    p = command("cluster", "segment the feature mart: fit once, then score with the saved model",
+                "insiders cluster --as-of 2011-09-30", "insiders cluster --refit --algorithms kmeans,gmm --json",
+                parents=(common, as_json, writer))
     p.add_argument("--as-of", type=date.fromisoformat, help="as-of date to segment (default: the latest)")
     _add_cluster_options(p)
-    p.set_defaults(func=_cmd_cluster)
+    p.set_defaults(func=_cmd_cluster, writes=True)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    setup_logging(args.verbose)
+    verbose = getattr(args, "verbose", False)
+    setup_logging(verbose)
     try:
-        return int(args.func(args, Paths.resolve()) or 0)
+        paths = Paths.resolve()
+        if not getattr(args, "writes", False):
+            return int(args.func(args, paths) or 0)
+        with writer_lock(db.resolve_target(paths), args.command, wait=not args.no_wait):
+            return int(args.func(args, paths) or 0)
     except InsidersError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        log.error("%s", exc)
+        return 1
+    except psycopg.OperationalError as exc:  # the database went away between two of our statements
+        log.debug("the database connection failed", exc_info=True)
+        log.error("the database is unreachable: %s", str(exc).strip().splitlines()[0])
+        return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `insiders … | head`: the reader left; Python's own flush at exit must not fail too
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+        return 141
 
 
 if __name__ == "__main__":

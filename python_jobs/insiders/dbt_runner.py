@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import InsidersError
+from .progress import Tracker, colour, track, verbose
 from .settings import Paths, Target
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,19 @@ def dbt_environment(paths: Paths, target: Target) -> dict[str, str]:
     env.update({"DBT_PROFILES_DIR": str(profiles_dir), "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
     # compiled SQL, the manifest and partial-parse state belong to this state directory: two checkouts' or test
     # sessions' dbt runs never overwrite each other's, and each keeps its own partial parse warm
-    env["DBT_TARGET_PATH"] = os.environ.get("DBT_TARGET_PATH") or str(paths.state_dir / "dbt-target")
-    env["DBT_LOG_PATH"] = os.environ.get("DBT_LOG_PATH") or str(paths.state_dir / "dbt-logs")
+    env["DBT_TARGET_PATH"] = str(dbt_target_path(paths))
+    env["DBT_LOG_PATH"] = str(dbt_log_path(paths))
     return env
+
+
+def dbt_target_path(paths: Paths) -> Path:
+    """Where dbt writes compiled SQL, its artifacts and the static docs page."""
+    return Path(os.environ.get("DBT_TARGET_PATH") or paths.state_dir / "dbt-target")
+
+
+def dbt_log_path(paths: Paths) -> Path:
+    """Where dbt writes dbt.log: everything it did, at debug level."""
+    return Path(os.environ.get("DBT_LOG_PATH") or paths.state_dir / "dbt-logs")
 
 
 def tool_executable(tool: str) -> str:
@@ -63,10 +74,12 @@ def run_tool(paths: Paths, target: Target, tool: str, args: list[str], *, quiet:
     `env` on top: for a user's own dbt commands, whose output is theirs to read."""
     command = [tool_executable(tool), *args]
     log.debug("running %s", " ".join(command))
+    environment = {**os.environ, **dbt_environment(paths, target), **(env or {})}
+    if quiet or not sys.stdout.isatty() or os.environ.get("NO_COLOR"):
+        environment.setdefault("DBT_USE_COLORS", "false")  # dbt colours its output even into a pipe or a file
     return subprocess.run(
-        command, cwd=paths.project_dir, env={**os.environ, **dbt_environment(paths, target), **(env or {})},
-        text=True, stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None,
-        check=False,
+        command, cwd=paths.project_dir, env=environment, text=True,
+        stdout=subprocess.PIPE if quiet else None, stderr=subprocess.STDOUT if quiet else None, check=False,
     )
 
 
@@ -86,17 +99,64 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
 
 # one parsed manifest per (project, target, roles): the manifest carries the database name in every relation
 _manifests: dict[tuple[str, ...], object] = {}
+# node statuses that fail a build; a failed node's dependants are skipped
+FAILED_STATUSES = {"error", "fail", "runtime error"}
+# how psycopg2 (dbt-postgres) words a database that is not there, or went away during the build
+CONNECTION_PROBLEMS = ("connection to server", "server closed the connection", "terminating connection",
+                       "could not connect", "connection already closed", "the database system is")
+SHOWN_FAILURES = 10
 
 
-def _failures(result: object) -> str:
-    """The failed nodes of a dbt result and dbt's message for each."""
+def _message_lines(text: str) -> list[str]:
+    """dbt's message without its frame: the "Database Error in model x (path)" heading, the compiled code's path
+    and blank lines go; what the database or the test said stays."""
     lines = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("compiled code at", "Encountered an error")) or (
+                " Error in " in line and line.endswith(")")) or line in {"Database Error", "Runtime Error"}:
+            continue
+        lines.append(line)
+    return lines
+
+
+def _connection_problem(texts: list[str]) -> str | None:
+    """The first line that says the database is unreachable, if any does."""
+    for text in texts:
+        for line in _message_lines(text):
+            if any(problem in line.lower() for problem in CONNECTION_PROBLEMS):
+                return line
+    return None
+
+
+def failure_summary(result: object, exception: BaseException | None) -> tuple[str, list[str]]:
+    """What went wrong in a dbt command, for people: a headline and one line per failed node ("test name:
+    message"). A database that is unreachable is one headline and no node lines (every node says the same)."""
+    failed, skipped = [], 0
     for node_result in getattr(result, "results", None) or []:
         status = str(getattr(node_result, "status", "")).lower()
-        if status in {"error", "fail", "runtime error"}:
-            name = getattr(getattr(node_result, "node", None), "unique_id", "?")
-            lines.append(f"{name}: {(node_result.message or status).strip()}")
-    return "\n".join(lines[:20])
+        if status == "skipped":
+            skipped += 1
+        if status in FAILED_STATUSES:
+            node = getattr(node_result, "node", None)
+            failed.append((getattr(node, "resource_type", "node"), getattr(node, "name", "?"),
+                           str(node_result.message or status)))
+    texts = [message for *_, message in failed] + ([str(exception)] if exception else [])
+    gone = _connection_problem(texts)
+    if gone:
+        return f"the database is unreachable: {gone}", []
+    if not failed:
+        detail = _message_lines(str(exception or "")) or ["see dbt's log"]
+        return "; ".join(detail[:SHOWN_FAILURES]), []
+    total = len(getattr(result, "results", None) or [])
+    headline = f"{len(failed)} of {total} nodes failed" + (f", {skipped} skipped" if skipped else "")
+    lines = []
+    for resource_type, name, message in failed[:SHOWN_FAILURES]:
+        said = _message_lines(message)
+        lines.append(f"{resource_type} {name}: {' '.join(said[:3]) if said else message.strip()}")
+    if len(failed) > SHOWN_FAILURES:
+        lines.append(f"… and {len(failed) - SHOWN_FAILURES} more")
+    return headline, lines
 
 
 def forget(target: Target) -> None:
@@ -105,25 +165,58 @@ def forget(target: Target) -> None:
         del _manifests[key]
 
 
-def invoke_dbt(paths: Paths, target: Target, args: list[str]) -> None:
-    """Run `dbt ARGS` in this process (parsing the project only the first time for this target); raise with the
-    failed nodes' messages when it fails. dbt's own console output is kept to errors."""
+class _Events:
+    """dbt's events while it runs in this process: its console log is off; this counts the nodes done for the
+    progress display and, with -v, writes dbt's own log lines (info and above) through our console."""
+
+    def __init__(self, tracker: Tracker | None) -> None:
+        self.tracker = tracker
+        self.dbt_log = logging.getLogger("insiders.dbt")
+
+    def __call__(self, event) -> None:
+        name, data = event.info.name, event.data
+        if self.tracker is not None:
+            if name == "LogStartLine" and getattr(data, "total", 0) and self.tracker.total is None:
+                self.tracker.set_total(int(data.total))
+            elif name == "NodeFinished":
+                self.tracker.advance()
+        if verbose() and event.info.level in {"info", "warn", "error"}:
+            for line in (event.info.msg or "").splitlines() or [""]:
+                self.dbt_log.info("  %s", line)
+
+
+def _console_flags() -> list[str]:
+    """dbt writes nothing to the console (its log file keeps everything, without colour codes); its messages
+    carry colour codes only when they are shown on a colour terminal (-v)."""
+    return ["--log-level", "none", "--use-colors" if colour() else "--no-use-colors", "--no-use-colors-file"]
+
+
+def invoke_dbt(paths: Paths, target: Target, args: list[str]) -> object:
+    """Run `dbt ARGS` in this process (parsing the project only the first time for this target) and return its
+    result; raise with what failed (the failed nodes and their messages, or the one problem) when it fails.
+    dbt's own log goes to its log file, and to the console with -v only."""
     from dbt.cli.main import dbtRunner
 
     env = dbt_environment(paths, target)
+    log_file = dbt_log_path(paths) / "dbt.log"
     key = (str(paths.project_dir), target.url, env["INSIDERS_READER_ROLES"], env["DBT_TARGET_PATH"])
     common = ["--project-dir", str(paths.project_dir), "--profiles-dir", env["DBT_PROFILES_DIR"]]
     with _environment(env):
         if key not in _manifests:
-            parsed = dbtRunner().invoke(["--quiet", "parse", *common])
+            parsed = dbtRunner(callbacks=[_Events(None)]).invoke([*_console_flags(), "parse", *common])
             if not parsed.success:
-                raise InsidersError(f"dbt could not parse the project: {parsed.exception}")
+                headline, _ = failure_summary(None, parsed.exception)
+                raise InsidersError(f"dbt could not parse the project: {headline} (dbt's log: {log_file})")
             _manifests[key] = parsed.result
         log.debug("dbt %s", " ".join(args))
-        outcome = dbtRunner(manifest=_manifests[key]).invoke(["--quiet", *args, *common])
+        with track(f"dbt {args[0]}", unit="nodes") as tracker:
+            outcome = dbtRunner(manifest=_manifests[key], callbacks=[_Events(tracker)]).invoke(
+                [*_console_flags(), *args, *common])
     if not outcome.success:
-        detail = _failures(outcome.result) or str(outcome.exception or "see the dbt log")
-        raise InsidersError(f"dbt {' '.join(args)} failed:\n{detail}\n(dbt's log: {env['DBT_LOG_PATH']}/dbt.log)")
+        headline, lines = failure_summary(outcome.result, outcome.exception)
+        raise InsidersError("\n  ".join([f"dbt {' '.join(args)} failed: {headline} (dbt's log: {log_file})",
+                                         *lines]))
+    return outcome.result
 
 
 def run_dbt(paths: Paths, target: Target, args: list[str], *, check: bool = True, quiet: bool = False) -> int:

@@ -29,6 +29,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -43,6 +44,7 @@ from psycopg.copy import LibpqWriter
 
 from . import db
 from .errors import InsidersError
+from .progress import track
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,6 @@ SCAN_BLOCK_BYTES = 4 << 20
 PARQUET_BATCH_LINES = 32_768  # small blocks: the server starts storing early, and is not left alone at the end
 COPY_QUEUE_DEPTH = 2  # blocks ready for COPY that may wait for the server at a time
 ANALYZE_MIN_LINES = 50_000  # a load of at least this many lines refreshes the planner's statistics
-PROGRESS_EVERY_LINES = 1_000_000
 
 # canonical column -> normalized header spellings (lower-case, letters and digits only) of the known layouts
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -907,6 +908,18 @@ def file_format_of(path: Path) -> str:
     raise InsidersError(f"{path.name}: unsupported file type {suffix or '(none)'}; use CSV, XLSX or Parquet")
 
 
+def _expected_lines(source: SourceFile) -> int | None:
+    """About how many lines the file holds, for the progress display: CSV lines after the header (a quoted line
+    break makes it an overestimate), a Parquet file's row count; unknown for XLSX."""
+    if source.file_format == "csv" and source.scan and source.scan.content_lines:
+        return max(source.scan.content_lines - 1, 0)
+    if source.file_format == "parquet":
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(source.path).metadata.num_rows
+    return None
+
+
 def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None, replace: bool = False,
               progress: bool = False) -> LoadResult:
     """Load one file in one transaction; a file whose content is already loaded is skipped unless `replace`."""
@@ -949,17 +962,16 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
               tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="utf-8", newline="") as spool):
             rejects = _Rejects(batch_id, spool)
             lines = _LinesWriter(cur, batch_id)
-            with cur.copy(COPY_LINES, writer=lines):
-                reported = 0
+            shown = track(f"load {path.name}", _expected_lines(source)) if progress else nullcontext(None)
+            with cur.copy(COPY_LINES, writer=lines), shown as tracker:
                 for chunk in _reader(source, sheet):
                     good, bad = parse_chunk(chunk, source.date_format)
                     if good.num_rows:
                         lines.put(good)
                     loaded += good.num_rows
                     rejects.add(bad)
-                    if progress and loaded + rejects.count - reported >= PROGRESS_EVERY_LINES:
-                        reported = loaded + rejects.count
-                        log.info("%s: %s lines read", path.name, f"{reported:,}")
+                    if tracker is not None:
+                        tracker.update(loaded + rejects.count)
             rejects.copy(cur)
         rejected, examples = rejects.count, rejects.examples
         conn.execute(
@@ -971,7 +983,7 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
             conn.execute("analyze invoice_lines")  # statistics for the planner, before dbt reads the lines
     result = LoadResult(path, batch_id, loaded + rejected, loaded, rejected, seconds=time.perf_counter() - started,
                         date_format=source.date_format, rejected_examples=examples)
-    log.info("%s: read %s lines, loaded %s, rejected %s in %.1f s (batch %d%s)", path.name,
+    log.debug("%s: read %s lines, loaded %s, rejected %s in %.1f s (batch %d%s)", path.name,
              f"{result.lines_read:,}", f"{loaded:,}", f"{rejected:,}", result.seconds, batch_id,
              f", {'replaced' if existing else 'new'}")
     for example in examples:

@@ -27,11 +27,11 @@ log = logging.getLogger("insiders")
 
 
 def load_inputs(target: Target, inputs: Iterable[Path]) -> tuple[int, int]:
-    """Load files; (lines loaded, lines rejected)."""
+    """Load files, with their progress shown; (lines loaded, lines rejected)."""
     loaded = rejected = 0
     with db.connect(target) as conn:
         for path in inputs:
-            result = load_file(conn, path)
+            result = load_file(conn, path, progress=True)
             loaded += result.lines_loaded
             rejected += result.lines_rejected
     return loaded, rejected
@@ -101,7 +101,7 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
         new_lines = lines_loaded_since_last_build(conn)
         conn.commit()
     if not missing:
-        log.info("features for %d as-of dates are built already%s; kept as they are", len(needed),
+        log.debug("features for %d as-of dates are built already%s; kept as they are", len(needed),
                  "" if new_lines else " and no line was loaded since")
         if new_lines:  # the line tables and daily sales still take in the new lines
             build_sales(paths, target)

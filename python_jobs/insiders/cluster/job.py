@@ -282,12 +282,12 @@ def _summary(features: pd.DataFrame, segments: pd.DataFrame) -> pd.DataFrame:
 
 def _log_summary(summary: pd.DataFrame, rules: list, accuracy: float, seconds: float) -> None:
     for row in summary.itertuples():
-        log.info("  segment %d %-20s %6s customers (%5.1f%%)  %5.1f%% of gross revenue", row.segment_id,
+        log.debug("  segment %d %-20s %6s customers (%5.1f%%)  %5.1f%% of gross revenue", row.segment_id,
                  row.segment_name, f"{row.n_customers:,}", 100 * row.customer_share, 100 * row.revenue_share)
     insiders = int(summary["n_insiders"].sum())
-    log.info("the Insiders: %s customers (%.1f%%) in %d segments", f"{insiders:,}",
+    log.debug("the Insiders: %s customers (%.1f%%) in %d segments", f"{insiders:,}",
              100 * insiders / max(1, int(summary["n_customers"].sum())), int((summary["n_insiders"] > 0).sum()))
     for rule in rules[:3]:
-        log.info("  Insider if %s (%d customers, precision %.0f%%)", rule.text, rule.n_customers,
+        log.debug("  Insider if %s (%d customers, precision %.0f%%)", rule.text, rule.n_customers,
                  100 * rule.precision)
-    log.info("clustering done in %.1f s; rule tree accuracy %.1f%%", seconds, 100 * accuracy)
+    log.debug("clustering done in %.1f s; rule tree accuracy %.1f%%", seconds, 100 * accuracy)
