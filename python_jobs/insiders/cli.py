@@ -54,10 +54,11 @@ def _cmd_load(args: argparse.Namespace, paths: Paths) -> int:
             result = load_file(conn, Path(path), sheet=args.sheet, replace=args.replace, progress=True)
             if result.already_loaded:
                 print(f"{result.path.name}: already loaded (batch {result.batch_id}); read 0, loaded 0, "
-                      "rejected 0")
+                      "duplicate 0, rejected 0")
             else:
                 print(f"{result.path.name}: read {result.lines_read:,}, loaded {result.lines_loaded:,}, "
-                      f"rejected {result.lines_rejected:,} (batch {result.batch_id})")
+                      f"duplicate {result.lines_duplicate:,}, rejected {result.lines_rejected:,} "
+                      f"(batch {result.batch_id})")
     return 0
 
 

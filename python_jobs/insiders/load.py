@@ -1,6 +1,12 @@
 """`insiders load`: invoice files (CSV, XLSX, Parquet) into raw.invoice_lines with COPY, one transaction per file.
 
-Every line read is either loaded or kept in raw.rejected_invoice_lines with its reason, so read = loaded + rejected.
+Every line read is loaded, found to be a duplicate of a line already loaded, or kept in raw.rejected_invoice_lines
+with its reason: read = loaded + duplicate + rejected. A line is identified by its natural key (invoice, stock code,
+quantity, price, date-time, customer) and its occurrence: the k-th line of a sheet with that key is occurrence k, so
+a file's own repeated lines all stay, and another file or sheet repeating them adds nothing. The lines are copied
+into a temporary table, then inserted in one statement that numbers the occurrences and skips the keys already
+held (`on conflict do nothing` on the unique index invoice_lines_natural_key): set-based, whatever the order in
+which overlapping files are loaded.
 
 CSV and Parquet are read with pyarrow in blocks of bounded size (CSV: the streaming reader, every field as text;
 Parquet: a batch at a time), checked and typed column-wise with pyarrow.compute, and streamed into one `COPY` per
@@ -109,8 +115,16 @@ LINES_SCHEMA = pa.schema([
     ("invoiced_at", pa.timestamp("s")), ("unit_price", pa.float64()), ("customer_id", pa.int64()),
     ("country", pa.string()),
 ])
-COPY_LINES = ("copy invoice_lines (batch_id, " + ", ".join(RAW_COLUMNS) + ")"
+COPY_LINES = ("copy incoming_lines (batch_id, " + ", ".join(RAW_COLUMNS) + ")"
               " from stdin (format csv, encoding 'utf8')")
+NATURAL_KEY = "invoice_no, stock_code, quantity, unit_price, invoiced_at, customer_id"
+# the occurrences are numbered in the order of the unique index, which the new lines then enter in sequence
+INSERT_NEW_LINES = (
+    "insert into invoice_lines (batch_id, " + ", ".join(RAW_COLUMNS) + ", line_occurrence)"
+    " select batch_id, " + ", ".join(RAW_COLUMNS) + ", row_number() over (partition by " + NATURAL_KEY +
+    ", source_sheet order by source_line) from incoming_lines"
+    " on conflict (" + NATURAL_KEY + ", line_occurrence) do nothing"
+)
 COPY_REJECTS = ("copy rejected_invoice_lines (batch_id, " + ", ".join(REJECT_COLUMNS) + ")"
                 " from stdin (format csv, encoding 'utf8')")
 
@@ -124,6 +138,7 @@ class LoadResult:
     lines_read: int
     lines_loaded: int
     lines_rejected: int
+    lines_duplicate: int = 0  # lines already loaded from another file or sheet (or earlier in this one)
     already_loaded: bool = False
     seconds: float = 0.0
     date_format: str | None = None
@@ -944,7 +959,11 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
             (existing[0] if existing else None, path.name, str(source.path), sha256, sheet_selection,
              source.file_format, started_at, started_at),
         ).fetchone()[0]
-        loaded = 0
+        # the lines read, before the ones already held are told apart: dropped with the transaction
+        conn.execute("drop table if exists pg_temp.incoming_lines")
+        conn.execute("create temporary table incoming_lines on commit drop as select batch_id, "
+                     + ", ".join(RAW_COLUMNS) + " from invoice_lines with no data")
+        staged = 0
         with (conn.cursor() as cur,
               tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="utf-8", newline="") as spool):
             rejects = _Rejects(batch_id, spool)
@@ -955,24 +974,29 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
                     good, bad = parse_chunk(chunk, source.date_format)
                     if good.num_rows:
                         lines.put(good)
-                    loaded += good.num_rows
+                    staged += good.num_rows
                     rejects.add(bad)
-                    if progress and loaded + rejects.count - reported >= PROGRESS_EVERY_LINES:
-                        reported = loaded + rejects.count
+                    if progress and staged + rejects.count - reported >= PROGRESS_EVERY_LINES:
+                        reported = staged + rejects.count
                         log.info("%s: %s lines read", path.name, f"{reported:,}")
             rejects.copy(cur)
+            loaded = cur.execute(INSERT_NEW_LINES).rowcount if staged else 0
+        duplicate = staged - loaded
         rejected, examples = rejects.count, rejects.examples
         conn.execute(
             "update load_batches set column_layout = %s, text_encoding = %s, date_format = %s, lines_read = %s,"
-            " lines_loaded = %s, lines_rejected = %s, loaded_at = clock_timestamp() where batch_id = %s",
-            (source.layout, source.encoding, source.date_format, loaded + rejected, loaded, rejected, batch_id),
+            " lines_loaded = %s, lines_duplicate = %s, lines_rejected = %s, loaded_at = clock_timestamp()"
+            " where batch_id = %s",
+            (source.layout, source.encoding, source.date_format, staged + rejected, loaded, duplicate, rejected,
+             batch_id),
         )
         if loaded >= ANALYZE_MIN_LINES:
             conn.execute("analyze invoice_lines")  # statistics for the planner, before dbt reads the lines
-    result = LoadResult(path, batch_id, loaded + rejected, loaded, rejected, seconds=time.perf_counter() - started,
-                        date_format=source.date_format, rejected_examples=examples)
-    log.info("%s: read %s lines, loaded %s, rejected %s in %.1f s (batch %d%s)", path.name,
-             f"{result.lines_read:,}", f"{loaded:,}", f"{rejected:,}", result.seconds, batch_id,
+    result = LoadResult(path, batch_id, staged + rejected, loaded, rejected, lines_duplicate=duplicate,
+                        seconds=time.perf_counter() - started, date_format=source.date_format,
+                        rejected_examples=examples)
+    log.info("%s: read %s lines, loaded %s, duplicate %s, rejected %s in %.1f s (batch %d%s)", path.name,
+             f"{result.lines_read:,}", f"{loaded:,}", f"{duplicate:,}", f"{rejected:,}", result.seconds, batch_id,
              f", {'replaced' if existing else 'new'}")
     for example in examples:
         log.warning("%s: rejected %s", path.name, example)
