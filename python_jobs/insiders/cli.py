@@ -316,8 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args, Paths.resolve()) or 0)
     except InsidersError as exc:
+        if args.verbose:
+            log.debug("traceback of the error below", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -23,6 +23,7 @@ empty lines) the difference is accounted for, or the file is read by the csv mod
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import hashlib
 import io
@@ -32,6 +33,7 @@ import re
 import tempfile
 import threading
 import time
+import zipfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -60,6 +62,8 @@ PARQUET_BATCH_LINES = 32_768  # small blocks: the server starts storing early, a
 COPY_QUEUE_DEPTH = 2  # blocks ready for COPY that may wait for the server at a time
 ANALYZE_MIN_LINES = 50_000  # a load of at least this many lines refreshes the planner's statistics
 PROGRESS_EVERY_LINES = 1_000_000
+REJECT_SPOOL_BYTES = 8 << 20  # refused lines past this size wait for their COPY in a temporary file
+BINARY_SHARE = 0.01  # a CSV whose first block has more control characters than this is not text
 
 # canonical column -> normalized header spellings (lower-case, letters and digits only) of the known layouts
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -395,6 +399,10 @@ def _csv_dialect(sample: str) -> str:
 def _csv_layout(source: SourceFile) -> CsvLayout:
     with source.path.open(newline="", encoding=source.encoding) as handle:
         sample = handle.read(65536)
+        controls = sum(1 for c in sample if (c < " " and c not in "\t\r\n") or "\x7f" <= c < "\xa0")
+        if "\x00" in sample or controls > BINARY_SHARE * len(sample):
+            raise InsidersError(f"{source.path.name}: not a text file (binary content); expected CSV, XLSX or "
+                                "Parquet")
         delimiter = _csv_dialect(sample)
         handle.seek(0)
         reader = csv.reader(handle, delimiter=delimiter)
@@ -624,6 +632,17 @@ def read_parquet(source: SourceFile) -> Iterator[Chunk]:
 
 
 def read_xlsx(source: SourceFile, sheet: str | None) -> Iterator[Chunk]:
+    """The rows of every sheet (or the one named). openpyxl fails on a damaged workbook with whatever its XML or
+    zip reading raised: any such failure is the file's, told in one line."""
+    try:
+        yield from _read_xlsx(source, sheet)
+    except InsidersError:
+        raise
+    except Exception as exc:
+        raise InsidersError(f"{source.path.name}: not a readable XLSX workbook ({_one_line(exc)})") from exc
+
+
+def _read_xlsx(source: SourceFile, sheet: str | None) -> Iterator[Chunk]:
     from openpyxl import load_workbook
 
     workbook = load_workbook(source.path, read_only=True, data_only=True)
@@ -922,13 +941,51 @@ def file_format_of(path: Path) -> str:
     raise InsidersError(f"{path.name}: unsupported file type {suffix or '(none)'}; use CSV, XLSX or Parquet")
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _server(conn: psycopg.Connection) -> str:
+    with contextlib.suppress(Exception):  # a broken connection may not tell
+        return f"database {conn.info.dbname} on {conn.info.host}:{conn.info.port}"
+    return "the database"
+
+
+@contextlib.contextmanager
+def _user_errors(path: Path, conn: psycopg.Connection) -> Iterator[None]:
+    """Failures the user can act on (the file, the disk, the database server), as an InsidersError of one line
+    naming the file or the server; anything else is a bug and keeps its traceback."""
+    try:
+        yield
+    except InsidersError:
+        raise
+    except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege) as exc:
+        raise InsidersError(f"{_server(conn)}: {_one_line(exc)} (loading {path.name})") from exc
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and Path(str(exc.filename)) != path else ""
+        raise InsidersError(f"{path}: {exc.strerror or _one_line(exc)}{where}") from exc
+    except (pa.ArrowException, zipfile.BadZipFile, EOFError, UnicodeError, csv.Error) as exc:
+        raise InsidersError(f"{path.name}: cannot read the file ({_one_line(exc)})") from exc
+
+
 def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None, replace: bool = False,
               progress: bool = False) -> LoadResult:
     """Load one file in one transaction; a file whose content is already loaded is skipped unless `replace`."""
+    if path.is_dir():
+        raise InsidersError(f"{path}: is a directory, not a file")
+    if not path.exists():
+        raise InsidersError(f"{path}: no such file")
+    with _user_errors(path, conn):
+        if path.stat().st_size == 0:
+            raise InsidersError(f"{path}: the file is empty")
+        return _load_file(conn, path, sheet=sheet, replace=replace, progress=progress)
+
+
+def _load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None, replace: bool,
+               progress: bool) -> LoadResult:
     started = time.perf_counter()
     started_at = datetime.now(UTC)
-    if not path.is_file():
-        raise InsidersError(f"{path}: no such file")
     source = SourceFile(path=path.resolve(), file_format=file_format_of(path))
     source.scan = scan_file(path, lines=source.file_format == "csv")
     sha256 = source.scan.sha256
@@ -965,7 +1022,8 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
                      + ", ".join(RAW_COLUMNS) + " from invoice_lines with no data")
         staged = 0
         with (conn.cursor() as cur,
-              tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="utf-8", newline="") as spool):
+              tempfile.SpooledTemporaryFile(max_size=REJECT_SPOOL_BYTES, mode="w+", encoding="utf-8",
+                                            newline="") as spool):
             rejects = _Rejects(batch_id, spool)
             lines = _LinesWriter(cur, batch_id)
             with cur.copy(COPY_LINES, writer=lines):
