@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import time
+import traceback
 from datetime import date
 from pathlib import Path
 
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args, Paths.resolve()) or 0)
     except InsidersError as exc:
         if args.verbose:
-            log.debug("traceback of the error below", exc_info=True)
+            traceback.print_exc()
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -63,7 +63,7 @@ COPY_QUEUE_DEPTH = 2  # blocks ready for COPY that may wait for the server at a 
 ANALYZE_MIN_LINES = 50_000  # a load of at least this many lines refreshes the planner's statistics
 PROGRESS_EVERY_LINES = 1_000_000
 REJECT_SPOOL_BYTES = 8 << 20  # refused lines past this size wait for their COPY in a temporary file
-BINARY_SHARE = 0.01  # a CSV whose first block has more control characters than this is not text
+BINARY_SHARE = 0.05  # a CSV whose first block has more control characters than this is not text (random: 11%)
 
 # canonical column -> normalized header spellings (lower-case, letters and digits only) of the known layouts
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -399,7 +399,8 @@ def _csv_dialect(sample: str) -> str:
 def _csv_layout(source: SourceFile) -> CsvLayout:
     with source.path.open(newline="", encoding=source.encoding) as handle:
         sample = handle.read(65536)
-        controls = sum(1 for c in sample if (c < " " and c not in "\t\r\n") or "\x7f" <= c < "\xa0")
+        # C0 controls only: text in Windows-1252 read as Latin-1 has C1 ones (curly quotes, dashes)
+        controls = sum(1 for c in sample if (c < " " and c not in "\t\r\n") or c == "\x7f")
         if "\x00" in sample or controls > BINARY_SHARE * len(sample):
             raise InsidersError(f"{source.path.name}: not a text file (binary content); expected CSV, XLSX or "
                                 "Parquet")
