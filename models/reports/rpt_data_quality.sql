@@ -1,7 +1,7 @@
 {#-
     One row per load batch and cleaning rule: how many lines and how much revenue each rule removed.
-    Every raw line lands in exactly one row (kept, removed by its first failing rule, or rejected at load),
-    so per batch the lines add up to the lines read from the file.
+    Every line read lands in exactly one row (kept, removed by its first failing rule, rejected at load, or a
+    duplicate of a line already loaded), so per batch the lines add up to the lines read from the file.
 -#}
 with rules as (
 
@@ -17,7 +17,8 @@ with rules as (
         (3, 'excluded_country', 'country listed in the excluded_countries seed'),
         (4, 'non_product_code', 'stock code listed in the excluded_stock_codes seed'),
         (5, 'unit_price_below_minimum', 'unit price below the min_unit_price var'),
-        (6, 'rejected_at_load', 'line the loader could not parse (raw.rejected_invoice_lines)')
+        (6, 'rejected_at_load', 'line the loader could not parse (raw.rejected_invoice_lines)'),
+        (7, 'duplicate_line', 'line already loaded from another file or sheet; not loaded again')
     ) as rule_list (rule_order, rule, rule_description)
 
 ),
@@ -26,7 +27,8 @@ batches as (
 
     select
         batch_id,
-        source_file
+        source_file,
+        lines_duplicate
     from {{ ref('stg_online_retail__load_batches') }}
 
 ),
@@ -57,11 +59,26 @@ rejected_lines as (
 
 ),
 
+duplicate_lines as (
+
+    select
+        batch_id,
+        'duplicate_line' as rule,
+        lines_duplicate as n_lines,
+        null::numeric as line_revenue,
+        null::numeric as purchase_revenue
+    from batches
+    where lines_duplicate > 0
+
+),
+
 counted as (
 
     select * from checked_lines
     union all
     select * from rejected_lines
+    union all
+    select * from duplicate_lines
 
 ),
 

@@ -83,6 +83,7 @@ def copy_lines(source: Target, scratch: Target, after: date | None, until: date)
         # they are loaded again now, so that the line tables built batch by batch take in the lines just copied
         dst.execute("update load_batches as batches"
                     " set lines_read = coalesce(held.n, 0), lines_loaded = coalesce(held.n, 0), lines_rejected = 0,"
+                    " lines_duplicate = 0,"
                     " loaded_at = clock_timestamp()"
                     " from load_batches as every_batch left join (select batch_id, count(*) as n"
                     " from invoice_lines group by batch_id) as held on held.batch_id = every_batch.batch_id"

@@ -60,7 +60,8 @@ def _cmd_load(args: argparse.Namespace, paths: Paths) -> int:
             result = load_file(conn, Path(path), sheet=args.sheet, replace=args.replace, progress=True)
             files.append({"file": str(result.path), "batch_id": result.batch_id,
                           "already_loaded": result.already_loaded, "lines_read": result.lines_read,
-                          "lines_loaded": result.lines_loaded, "lines_rejected": result.lines_rejected,
+                          "lines_loaded": result.lines_loaded, "lines_duplicate": result.lines_duplicate,
+                          "lines_rejected": result.lines_rejected,
                           "seconds": round(result.seconds, 1)})
     if args.json:
         _print_json({"files": files})
@@ -68,7 +69,7 @@ def _cmd_load(args: argparse.Namespace, paths: Paths) -> int:
     for row in files:
         state = "already loaded; " if row["already_loaded"] else ""
         print(f"{Path(str(row['file'])).name}: {state}read {row['lines_read']:,}, loaded {row['lines_loaded']:,}, "
-              f"rejected {row['lines_rejected']:,} (batch {row['batch_id']})")
+              f"duplicate {row['lines_duplicate']:,}, rejected {row['lines_rejected']:,} (batch {row['batch_id']})")
     return 0
 
 
@@ -480,6 +481,7 @@ def main(argv: list[str] | None = None) -> int:
         with writer_lock(db.resolve_target(paths), args.command, wait=not args.no_wait):
             return int(args.func(args, paths) or 0)
     except InsidersError as exc:
+        log.debug("traceback of the error below", exc_info=True)  # -v: where it came from
         log.error("%s", exc)
         return 1
     except psycopg.OperationalError as exc:  # the database went away between two of our statements

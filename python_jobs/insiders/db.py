@@ -34,7 +34,7 @@ def connect(target: Target, autocommit: bool = False) -> Iterator[psycopg.Connec
     try:
         conn = psycopg.connect(target.url, autocommit=autocommit, application_name="insiders")
     except psycopg.OperationalError as exc:
-        raise InsidersError(f"cannot connect to {target.safe_url}: {str(exc).strip()}") from exc
+        raise InsidersError(f"cannot connect to {target.safe_url}: {' '.join(str(exc).split())}") from exc
     with conn:
         yield conn
 

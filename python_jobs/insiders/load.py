@@ -1,6 +1,12 @@
 """`insiders load`: invoice files (CSV, XLSX, Parquet) into raw.invoice_lines with COPY, one transaction per file.
 
-Every line read is either loaded or kept in raw.rejected_invoice_lines with its reason, so read = loaded + rejected.
+Every line read is loaded, found to be a duplicate of a line already loaded, or kept in raw.rejected_invoice_lines
+with its reason: read = loaded + duplicate + rejected. A line is identified by its natural key (invoice, stock code,
+quantity, price, date-time, customer) and its occurrence: the k-th line of a sheet with that key is occurrence k, so
+a file's own repeated lines all stay, and another file or sheet repeating them adds nothing. The lines are copied
+into a temporary table, then inserted in one statement that numbers the occurrences and skips the keys already
+held (`on conflict do nothing` on the unique index invoice_lines_natural_key): set-based, whatever the order in
+which overlapping files are loaded.
 
 CSV and Parquet are read with pyarrow in blocks of bounded size (CSV: the streaming reader, every field as text;
 Parquet: a batch at a time), checked and typed column-wise with pyarrow.compute, and streamed into one `COPY` per
@@ -17,6 +23,7 @@ empty lines) the difference is accounted for, or the file is read by the csv mod
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import hashlib
 import io
@@ -26,6 +33,7 @@ import re
 import tempfile
 import threading
 import time
+import zipfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -55,6 +63,8 @@ SCAN_BLOCK_BYTES = 4 << 20
 PARQUET_BATCH_LINES = 32_768  # small blocks: the server starts storing early, and is not left alone at the end
 COPY_QUEUE_DEPTH = 2  # blocks ready for COPY that may wait for the server at a time
 ANALYZE_MIN_LINES = 50_000  # a load of at least this many lines refreshes the planner's statistics
+REJECT_SPOOL_BYTES = 8 << 20  # refused lines past this size wait for their COPY in a temporary file
+BINARY_SHARE = 0.05  # a CSV whose first block has more control characters than this is not text (random: 11%)
 
 # canonical column -> normalized header spellings (lower-case, letters and digits only) of the known layouts
 COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
@@ -110,8 +120,16 @@ LINES_SCHEMA = pa.schema([
     ("invoiced_at", pa.timestamp("s")), ("unit_price", pa.float64()), ("customer_id", pa.int64()),
     ("country", pa.string()),
 ])
-COPY_LINES = ("copy invoice_lines (batch_id, " + ", ".join(RAW_COLUMNS) + ")"
+COPY_LINES = ("copy incoming_lines (batch_id, " + ", ".join(RAW_COLUMNS) + ")"
               " from stdin (format csv, encoding 'utf8')")
+NATURAL_KEY = "invoice_no, stock_code, quantity, unit_price, invoiced_at, customer_id"
+# the occurrences are numbered in the order of the unique index, which the new lines then enter in sequence
+INSERT_NEW_LINES = (
+    "insert into invoice_lines (batch_id, " + ", ".join(RAW_COLUMNS) + ", line_occurrence)"
+    " select batch_id, " + ", ".join(RAW_COLUMNS) + ", row_number() over (partition by " + NATURAL_KEY +
+    ", source_sheet order by source_line) from incoming_lines"
+    " on conflict (" + NATURAL_KEY + ", line_occurrence) do nothing"
+)
 COPY_REJECTS = ("copy rejected_invoice_lines (batch_id, " + ", ".join(REJECT_COLUMNS) + ")"
                 " from stdin (format csv, encoding 'utf8')")
 
@@ -125,6 +143,7 @@ class LoadResult:
     lines_read: int
     lines_loaded: int
     lines_rejected: int
+    lines_duplicate: int = 0  # lines already loaded from another file or sheet (or earlier in this one)
     already_loaded: bool = False
     seconds: float = 0.0
     date_format: str | None = None
@@ -381,6 +400,11 @@ def _csv_dialect(sample: str) -> str:
 def _csv_layout(source: SourceFile) -> CsvLayout:
     with source.path.open(newline="", encoding=source.encoding) as handle:
         sample = handle.read(65536)
+        # C0 controls only: text in Windows-1252 read as Latin-1 has C1 ones (curly quotes, dashes)
+        controls = sum(1 for c in sample if (c < " " and c not in "\t\r\n") or c == "\x7f")
+        if "\x00" in sample or controls > BINARY_SHARE * len(sample):
+            raise InsidersError(f"{source.path.name}: not a text file (binary content); expected CSV, XLSX or "
+                                "Parquet")
         delimiter = _csv_dialect(sample)
         handle.seek(0)
         reader = csv.reader(handle, delimiter=delimiter)
@@ -610,6 +634,17 @@ def read_parquet(source: SourceFile) -> Iterator[Chunk]:
 
 
 def read_xlsx(source: SourceFile, sheet: str | None) -> Iterator[Chunk]:
+    """The rows of every sheet (or the one named). openpyxl fails on a damaged workbook with whatever its XML or
+    zip reading raised: any such failure is the file's, told in one line."""
+    try:
+        yield from _read_xlsx(source, sheet)
+    except InsidersError:
+        raise
+    except Exception as exc:
+        raise InsidersError(f"{source.path.name}: not a readable XLSX workbook ({_one_line(exc)})") from exc
+
+
+def _read_xlsx(source: SourceFile, sheet: str | None) -> Iterator[Chunk]:
     from openpyxl import load_workbook
 
     workbook = load_workbook(source.path, read_only=True, data_only=True)
@@ -920,13 +955,51 @@ def _expected_lines(source: SourceFile) -> int | None:
     return None
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def _server(conn: psycopg.Connection) -> str:
+    with contextlib.suppress(Exception):  # a broken connection may not tell
+        return f"database {conn.info.dbname} on {conn.info.host}:{conn.info.port}"
+    return "the database"
+
+
+@contextlib.contextmanager
+def _user_errors(path: Path, conn: psycopg.Connection) -> Iterator[None]:
+    """Failures the user can act on (the file, the disk, the database server), as an InsidersError of one line
+    naming the file or the server; anything else is a bug and keeps its traceback."""
+    try:
+        yield
+    except InsidersError:
+        raise
+    except (psycopg.OperationalError, psycopg.errors.InsufficientPrivilege) as exc:
+        raise InsidersError(f"{_server(conn)}: {_one_line(exc)} (loading {path.name})") from exc
+    except OSError as exc:
+        where = f" ({exc.filename})" if exc.filename and Path(str(exc.filename)) != path else ""
+        raise InsidersError(f"{path}: {exc.strerror or _one_line(exc)}{where}") from exc
+    except (pa.ArrowException, zipfile.BadZipFile, EOFError, UnicodeError, csv.Error) as exc:
+        raise InsidersError(f"{path.name}: cannot read the file ({_one_line(exc)})") from exc
+
+
 def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None, replace: bool = False,
               progress: bool = False) -> LoadResult:
     """Load one file in one transaction; a file whose content is already loaded is skipped unless `replace`."""
+    if path.is_dir():
+        raise InsidersError(f"{path}: is a directory, not a file")
+    if not path.exists():
+        raise InsidersError(f"{path}: no such file")
+    with _user_errors(path, conn):
+        if path.stat().st_size == 0:
+            raise InsidersError(f"{path}: the file is empty")
+        return _load_file(conn, path, sheet=sheet, replace=replace, progress=progress)
+
+
+def _load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None, replace: bool,
+               progress: bool) -> LoadResult:
     started = time.perf_counter()
     started_at = datetime.now(UTC)
-    if not path.is_file():
-        raise InsidersError(f"{path}: no such file")
     source = SourceFile(path=path.resolve(), file_format=file_format_of(path))
     source.scan = scan_file(path, lines=source.file_format == "csv")
     sha256 = source.scan.sha256
@@ -957,9 +1030,14 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
             (existing[0] if existing else None, path.name, str(source.path), sha256, sheet_selection,
              source.file_format, started_at, started_at),
         ).fetchone()[0]
-        loaded = 0
+        # the lines read, before the ones already held are told apart: dropped with the transaction
+        conn.execute("drop table if exists pg_temp.incoming_lines")
+        conn.execute("create temporary table incoming_lines on commit drop as select batch_id, "
+                     + ", ".join(RAW_COLUMNS) + " from invoice_lines with no data")
+        staged = 0
         with (conn.cursor() as cur,
-              tempfile.SpooledTemporaryFile(max_size=8 << 20, mode="w+", encoding="utf-8", newline="") as spool):
+              tempfile.SpooledTemporaryFile(max_size=REJECT_SPOOL_BYTES, mode="w+", encoding="utf-8",
+                                            newline="") as spool):
             rejects = _Rejects(batch_id, spool)
             lines = _LinesWriter(cur, batch_id)
             shown = track(f"load {path.name}", _expected_lines(source)) if progress else nullcontext(None)
@@ -968,23 +1046,28 @@ def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None,
                     good, bad = parse_chunk(chunk, source.date_format)
                     if good.num_rows:
                         lines.put(good)
-                    loaded += good.num_rows
+                    staged += good.num_rows
                     rejects.add(bad)
                     if tracker is not None:
-                        tracker.update(loaded + rejects.count)
+                        tracker.update(staged + rejects.count)
             rejects.copy(cur)
+            loaded = cur.execute(INSERT_NEW_LINES).rowcount if staged else 0
+        duplicate = staged - loaded
         rejected, examples = rejects.count, rejects.examples
         conn.execute(
             "update load_batches set column_layout = %s, text_encoding = %s, date_format = %s, lines_read = %s,"
-            " lines_loaded = %s, lines_rejected = %s, loaded_at = clock_timestamp() where batch_id = %s",
-            (source.layout, source.encoding, source.date_format, loaded + rejected, loaded, rejected, batch_id),
+            " lines_loaded = %s, lines_duplicate = %s, lines_rejected = %s, loaded_at = clock_timestamp()"
+            " where batch_id = %s",
+            (source.layout, source.encoding, source.date_format, staged + rejected, loaded, duplicate, rejected,
+             batch_id),
         )
         if loaded >= ANALYZE_MIN_LINES:
             conn.execute("analyze invoice_lines")  # statistics for the planner, before dbt reads the lines
-    result = LoadResult(path, batch_id, loaded + rejected, loaded, rejected, seconds=time.perf_counter() - started,
-                        date_format=source.date_format, rejected_examples=examples)
-    log.debug("%s: read %s lines, loaded %s, rejected %s in %.1f s (batch %d%s)", path.name,
-             f"{result.lines_read:,}", f"{loaded:,}", f"{rejected:,}", result.seconds, batch_id,
+    result = LoadResult(path, batch_id, staged + rejected, loaded, rejected, lines_duplicate=duplicate,
+                        seconds=time.perf_counter() - started, date_format=source.date_format,
+                        rejected_examples=examples)
+    log.debug("%s: read %s lines, loaded %s, duplicate %s, rejected %s in %.1f s (batch %d%s)", path.name,
+             f"{result.lines_read:,}", f"{loaded:,}", f"{duplicate:,}", f"{rejected:,}", result.seconds, batch_id,
              f", {'replaced' if existing else 'new'}")
     for example in examples:
         log.warning("%s: rejected %s", path.name, example)

@@ -15,6 +15,7 @@ renamed as (
         date_format,
         lines_read,
         lines_loaded,
+        lines_duplicate,
         lines_rejected,
         loaded_at
     from source_batches

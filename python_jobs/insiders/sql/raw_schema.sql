@@ -16,8 +16,11 @@ create table if not exists load_batches (
     lines_rejected bigint not null,
     started_at timestamptz not null,
     loaded_at timestamptz not null,
+    -- last, where the migration below adds it: every database has the same column order (backtests copy the
+    -- table between databases in binary)
+    lines_duplicate bigint not null default 0,
     constraint load_batches_content_key unique (file_sha256, sheet_selection),
-    constraint load_batches_lines_add_up check (lines_read = lines_loaded + lines_rejected)
+    constraint load_batches_lines_add_up check (lines_read = lines_loaded + lines_duplicate + lines_rejected)
 );
 
 -- No foreign key from the lines to their batch: PostgreSQL checks one with a query per line, which cost more than
@@ -35,6 +38,8 @@ create table if not exists invoice_lines (
     unit_price numeric not null,
     customer_id bigint,
     country text,
+    -- the k-th line of its sheet with this natural key (see invoice_lines_natural_key); last, as for lines_duplicate
+    line_occurrence integer not null default 1,
     primary key (batch_id, source_sheet, source_line)
 );
 
@@ -58,5 +63,72 @@ begin
     loop
         execute format('alter table %s drop constraint %I', fk.line_table, fk.conname);
     end loop;
+end
+$$;
+
+-- Databases made before the natural key: count the lines' occurrences, keep the first copy of a line loaded
+-- through several files (the earliest batch's) and count the others as that batch's duplicates, then make the
+-- key unique. Done once, when the column is missing: an ALTER on every load would lock the tables.
+do $$
+begin
+    if not exists (
+        select 1 from pg_attribute
+        where attrelid = 'load_batches'::regclass and attname = 'lines_duplicate' and not attisdropped
+    ) then
+        alter table load_batches add column lines_duplicate bigint not null default 0;
+        alter table load_batches drop constraint if exists load_batches_lines_add_up;
+        alter table load_batches add constraint load_batches_lines_add_up
+        check (lines_read = lines_loaded + lines_duplicate + lines_rejected);
+    end if;
+    if not exists (
+        select 1 from pg_attribute
+        where attrelid = 'invoice_lines'::regclass and attname = 'line_occurrence' and not attisdropped
+    ) then
+        alter table invoice_lines add column line_occurrence integer not null default 1;
+        with numbered as (
+            select
+                batch_id, source_sheet, source_line,
+                row_number() over (
+                    partition by batch_id, source_sheet, invoice_no, stock_code, quantity, unit_price, invoiced_at,
+                    customer_id order by source_line
+                ) as occurrence
+            from invoice_lines
+        )
+        update invoice_lines set line_occurrence = numbered.occurrence
+        from numbered
+        where numbered.occurrence > 1 and invoice_lines.batch_id = numbered.batch_id
+            and invoice_lines.source_sheet = numbered.source_sheet
+            and invoice_lines.source_line = numbered.source_line;
+        with copies as (
+            select
+                batch_id, source_sheet, source_line,
+                row_number() over (
+                    partition by invoice_no, stock_code, quantity, unit_price, invoiced_at, customer_id,
+                    line_occurrence order by batch_id, source_sheet, source_line
+                ) as copy_number
+            from invoice_lines
+        ),
+        removed as (
+            delete from invoice_lines
+            using copies
+            where copies.copy_number > 1 and invoice_lines.batch_id = copies.batch_id
+                and invoice_lines.source_sheet = copies.source_sheet
+                and invoice_lines.source_line = copies.source_line
+            returning invoice_lines.batch_id
+        ),
+        per_batch as (
+            select batch_id, count(*) as n_removed from removed group by batch_id
+        )
+        update load_batches
+        -- a new loaded_at: the line tables dbt builds batch by batch take these batches in again
+        set lines_loaded = lines_loaded - per_batch.n_removed, lines_duplicate = lines_duplicate + per_batch.n_removed,
+            loaded_at = clock_timestamp()
+        from per_batch
+        where load_batches.batch_id = per_batch.batch_id;
+    end if;
+    if to_regclass('invoice_lines_natural_key') is null then
+        create unique index invoice_lines_natural_key on invoice_lines
+        (invoice_no, stock_code, quantity, unit_price, invoiced_at, customer_id, line_occurrence) nulls not distinct;
+    end if;
 end
 $$;
