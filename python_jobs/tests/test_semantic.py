@@ -157,9 +157,6 @@ def test_segment_moves_count_every_customer_whose_segment_changed(labelled, insi
     assert {day: int(row["segment_moves"]) for day, row in insider_moves.items()} == dict(expected)
 
 
-@pytest.mark.xfail(strict=True, reason="fct_segment_transitions keeps one Insider flag per (from, to) segment pair "
-                                       "(bool_or), so every customer of a pair with one Insider entry counts as "
-                                       "entering; remove this mark once its rows are split by Insider status")
 def test_moves_into_and_out_of_the_insiders_count_customers(labelled, insider_moves):
     expected = query(labelled, """
         with flagged as (

@@ -1,8 +1,9 @@
 {{ config(contract={'enforced': true}) }}
 
 {#-
-    One row per pair of consecutive as-of dates and (from segment, to segment): how many customers moved and the
-    revenue they brought in between. Customers absent at the earlier date come from segment 0 "(new customers)";
+    One row per pair of consecutive as-of dates, (from segment, to segment) and (Insider before, Insider after): how
+    many customers moved and the revenue they brought in between. The Insiders are a customer flag that cuts across
+    segments, so it is part of the grain: a move counts as entering the Insiders only for the customers who did. Customers absent at the earlier date come from segment 0 "(new customers)";
     customers absent at the later date go to segment 0 "(left the base)". So, per date pair, the customers
     leaving each segment add up to its size at the earlier date, and those arriving to its size at the later one.
     Period revenue is what the customers bought between the two dates: later minus earlier cumulative revenue;
@@ -98,12 +99,14 @@ counted as (
         from_segment_name,
         to_segment_id,
         to_segment_name,
-        bool_or(to_insiders and not from_insiders) as is_entering_insiders,
-        bool_or(from_insiders and not to_insiders) as is_leaving_insiders,
+        from_insiders,
+        to_insiders,
         count(*) as n_customers,
         sum(period_gross_revenue) as period_gross_revenue
     from all_moves
-    group by from_as_of_date, to_as_of_date, from_segment_id, from_segment_name, to_segment_id, to_segment_name
+    group by
+        from_as_of_date, to_as_of_date, from_segment_id, from_segment_name, to_segment_id, to_segment_name,
+        from_insiders, to_insiders
 
 )
 
@@ -114,8 +117,10 @@ select
     cast(from_segment_name as text) as from_segment_name,
     cast(to_segment_id as integer) as to_segment_id,
     cast(to_segment_name as text) as to_segment_name,
-    cast(is_entering_insiders as boolean) as is_entering_insiders,
-    cast(is_leaving_insiders as boolean) as is_leaving_insiders,
+    cast(from_insiders as boolean) as from_is_insider,
+    cast(to_insiders as boolean) as to_is_insider,
+    cast(to_insiders and not from_insiders as boolean) as is_entering_insiders,
+    cast(from_insiders and not to_insiders as boolean) as is_leaving_insiders,
     cast(n_customers as integer) as n_customers,
     cast(period_gross_revenue as numeric(18, 4)) as period_gross_revenue
 from counted
