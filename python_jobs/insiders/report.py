@@ -151,6 +151,42 @@ def line_chart(series: dict[str, list[float]], dates: list[date], colors: dict[s
     return "".join(parts)
 
 
+def history_section(summary: pd.DataFrame, names: dict[int, str], colors: dict[int, str], as_of: date) -> str:
+    """Segment sizes, revenue shares and the Insiders' share by as-of date; with one date, a note instead of
+    charts whose axis would hold one dot."""
+    dates = sorted(summary["as_of_date"].unique())
+    if len(dates) < 2:
+        return (f"<p class='note' id='history-empty'>One as-of date so far ({_esc(as_of)}): segment sizes and revenue "
+                "over time appear from the second date on. <code>insiders backfill --from MONTH-END --to "
+                f"{_esc(as_of)} --monthly</code> labels every month-end in between, each with the model in force "
+                "then.</p>")
+
+    def label(segment_id: int) -> str:
+        return names.get(segment_id, f"segment {segment_id}")
+
+    def series(rows: pd.DataFrame, column: str) -> tuple[dict[str, list[float]], dict[str, str]]:
+        # numeric columns arrive as Decimal (object dtype): floats before pivoting
+        wide = (rows.assign(value=rows[column].astype(float))
+                .pivot_table(index="as_of_date", columns="segment_id", values="value").reindex(dates))
+        values = {label(int(s)): [float(v) for v in wide[s].fillna(0)] for s in wide.columns}
+        return values, {label(int(s)): colors[int(s)] for s in wide.columns}
+
+    segments = summary[~summary["is_insider"].astype(bool)]
+    values, line_colors = series(summary, "n_customers")
+    sizes = line_chart(values, dates, line_colors, False, "customers per segment by as-of date")
+    values, line_colors = series(segments, "gross_revenue_share")
+    revenue = line_chart(values, dates, line_colors, True, "share of gross revenue per segment by as-of date")
+    program = summary[summary["is_insider"].astype(bool)].set_index("as_of_date")["gross_revenue_share"]
+    name = "Insiders' revenue share"
+    insider_share = line_chart({name: [float(v) for v in program.reindex(dates).fillna(0)]}, dates,
+                               {name: colors.get(-1, PALETTE[0])}, True, "Insiders' share of revenue by as-of date")
+    return (f"<p class='note'>{len(dates)} as-of dates, {_esc(dates[0])} to {_esc(dates[-1])}.</p>"
+            "<h3>Customers per segment</h3>" + sizes
+            + "<h3>Share of gross revenue per segment</h3><p class='note'>Each segment's purchases up to the date "
+            "over the whole base's: shares compare across dates, the sums themselves grow with the history.</p>"
+            + revenue + "<h3>The Insiders' share of gross revenue</h3>" + insider_share)
+
+
 def moves_chart(transitions: pd.DataFrame) -> str:
     if transitions.empty:
         return "<p class='note'>One as-of date so far: moves appear from the second month on (insiders backfill).</p>"
@@ -219,7 +255,7 @@ td {{ text-align: right; }} td:first-child {{ text-align: left; }} th {{ backgro
 <h2>Customer map</h2><p class="note">Each dot a customer, placed by the model's 2-D projection of the features.</p>
 {map}
 <h2>Segment profiles</h2>{profiles}
-<h2>Month by month</h2>{history}{insider_share}
+<h2>Over time</h2>{history}
 <h2>In and out of the Insiders</h2>{moves}
 <h2>How the Insiders are chosen</h2>{choice}
 <h2>Did it work? Backtests</h2>{backtests}
@@ -252,16 +288,7 @@ def render(data: ReportData) -> str:
         ("Insiders' expected revenue, next 90 days", f"£{float(insiders.expected_revenue_90d or 0):,.0f}"),
         ("segments", str(len(segments))),
     ]
-    dates = sorted(summary["as_of_date"].unique())
-    sizes = summary.pivot_table(index="as_of_date", columns="segment_id", values="n_customers").reindex(dates)
-    history = line_chart({names.get(int(s), f"segment {s}"): [float(v) for v in sizes[s].fillna(0)]
-                          for s in sizes.columns}, dates,
-                         {names.get(int(s), f"segment {s}"): colors[int(s)] for s in sizes.columns}, False,
-                         "customers per segment by month")
-    share = summary[summary["is_insider"]].set_index("as_of_date")["gross_revenue_share"].reindex(dates).fillna(0)
-    insider_share = line_chart({"Insiders' revenue share": [float(v) for v in share]}, dates,
-                               {"Insiders' revenue share": colors[int(insiders.segment_id)]}, True,
-                               "Insiders' share of revenue by month")
+    history = history_section(summary, names, colors, data.as_of)
     hypotheses = _table(["", "hypothesis", "Insiders (95% CI)", "compared with (95% CI)", "p", "holds"], [
         [_esc(r.hypothesis_id), _esc(r.statement),
          f"{_number(r.insiders_value)} [{_number(r.insiders_value_low)}, {_number(r.insiders_value_high)}]",
@@ -277,7 +304,7 @@ def render(data: ReportData) -> str:
     return PAGE.format(
         as_of=data.as_of, cards="".join(f'<div class="card">{_esc(k)}<b>{_esc(v)}</b></div>' for k, v in cards),
         bars=share_bars(current, colors), map=customer_map(data.customers, colors, names),
-        profiles=profiles_table(current), history=history, insider_share=insider_share,
+        profiles=profiles_table(current), history=history,
         moves=moves_chart(data.transitions), hypotheses=hypotheses, rules=rules, quality=quality,
         choice=choice_section(data.choice), backtests=backtests_section(data.backtests),
     )
