@@ -76,8 +76,10 @@ def test_real_file_figures_recomputed_from_the_file_itself(real_data):
 
 
 def test_building_a_later_as_of_date_keeps_the_earlier_one(real_mart, test_paths):
+    # a full refresh of the history table is refused unless explicitly allowed (test_history.py)
     run_dbt(test_paths, real_mart, ["build", "--select", "fct_customer_features", "--full-refresh",
-                                    "--vars", "{as_of_date: '2011-06-30'}"], quiet=True)
+                                    "--vars", "{as_of_date: '2011-06-30', allow_history_full_refresh: true}"],
+            quiet=True)
     query = ("select as_of_date::text, count(*), md5(string_agg(f::text, ',' order by customer_id))"
              " from marts.fct_customer_features as f group by 1 order by 1")
     with psycopg.connect(real_mart.url) as conn:

@@ -3,6 +3,7 @@ the killed command or as after it, never in between."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -33,11 +34,14 @@ def _start(args: list[str], target, test_paths) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
-def _wait_for_query(target, pattern: str, timeout: float = 120) -> None:
-    """Block until another session runs a statement matching `pattern` (ILIKE)."""
+def _wait_for_query(target, pattern: str, process: subprocess.Popen[str], timeout: float = 120) -> None:
+    """Block until another session runs a statement matching `pattern` (ILIKE), while `process` still runs."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(target.url, autocommit=True) as conn:
         while time.monotonic() < deadline:
+            if process.poll() is not None:
+                _, err = process.communicate()
+                pytest.fail(f"the command ended (exit {process.returncode}) before running {pattern!r}: {err}")
             if conn.execute("select exists (select 1 from pg_stat_activity where pid <> pg_backend_pid()"
                             " and state = 'active' and query ilike %s)", (pattern,)).fetchone()[0]:
                 return
@@ -46,7 +50,8 @@ def _wait_for_query(target, pattern: str, timeout: float = 120) -> None:
 
 
 def _kill(process: subprocess.Popen[str], target) -> None:
-    os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError):  # killed already
+        os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=30)
     # the server ends the killed client's sessions (and their locks) once it notices the closed sockets
     with psycopg.connect(target.url, autocommit=True) as conn:
@@ -99,7 +104,7 @@ def test_a_second_writer_waits_for_the_first_or_stops_with_no_wait(target, test_
 
 def test_a_load_killed_mid_file_leaves_nothing_and_loads_again(target, test_paths, demo_csv, monkeypatch):
     process = _start(["load", str(demo_csv)], target, test_paths)
-    _wait_for_query(target, "copy invoice_lines%")
+    _wait_for_query(target, "copy incoming_lines%", process)
     _kill(process, target)
     assert _counts(target) == (0, 0)
     monkeypatch.setenv("INSIDERS_DSN", target.url)
@@ -121,8 +126,17 @@ def test_clustering_killed_while_writing_keeps_the_previous_labels(demo_mart, te
     assert main(["cluster"]) == 0
     before = _labels(demo_mart)
     assert before[0] > 0 and before[1] == 1
-    process = _start(["cluster", "--refit"], demo_mart, test_paths)
-    _wait_for_query(demo_mart, "copy customer_segments%", timeout=600)
+    # hold the writes to the last table of a run (reads go on), so the job is caught in the middle of writing: its
+    # model run, labels and forecasts are written in its transaction, the hypotheses not yet; killed there, all of
+    # it must go (a table with no DDL to alter, which would wait on the lock before any write)
+    blocker = psycopg.connect(demo_mart.url)
+    blocker.execute("lock table ml.hypothesis_tests in share mode")
+    try:
+        process = _start(["cluster", "--refit"], demo_mart, test_paths)
+        _wait_for_query(demo_mart, "delete from hypothesis_tests%", process, timeout=600)
+        os.killpg(process.pid, signal.SIGKILL)
+    finally:
+        blocker.close()
     _kill(process, demo_mart)
     assert _labels(demo_mart) == before
 
@@ -131,7 +145,7 @@ def test_a_run_killed_during_dbt_recovers_on_the_next_run(target, test_paths, tm
     small = tmp_path / "small.csv"
     generate(small, n_lines=60_000, seed=5)
     process = _start(["run", "--input", str(small)], target, test_paths)
-    _wait_for_query(target, "%fct_customer_features%", timeout=600)
+    _wait_for_query(target, "%fct_customer_features%", process, timeout=600)
     _kill(process, target)
     monkeypatch.setenv("INSIDERS_DSN", target.url)
     monkeypatch.setenv("INSIDERS_STATE_DIR", str(test_paths.state_dir))
