@@ -200,11 +200,8 @@ class EmbeddedServer:
         other then finds it running, with the same password."""
         self.paths.state_dir.mkdir(parents=True, exist_ok=True)
         with (self.paths.state_dir / "server.lock").open("a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            fcntl.flock(handle, fcntl.LOCK_EX)  # released when the file closes, whatever happens inside
+            yield
 
     def start(self) -> Target:
         with self._setup_lock():

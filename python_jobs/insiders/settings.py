@@ -100,27 +100,27 @@ class Target:
 
     @property
     def search_path(self) -> str:
-        return ", ".join(self.schema(role) for role in SCHEMA_ROLES)
+        return ",".join(self.schema(role) for role in SCHEMA_ROLES)
 
     @property
     def url(self) -> str:
         """The URL every connection of the pipeline opens: the Python job names tables without their schema and
         finds them through the target's search_path, so that one piece of SQL serves every target."""
-        options = f"-c search_path={self.search_path.replace(' ', '')} -c {TARGET_SETTING}={self.name}"
+        options = f"-c search_path={self.search_path} -c {TARGET_SETTING}={self.name}"
         return self.server_url + "?" + urlencode({"options": options}, quote_via=quote)
 
     @property
     def server_url(self) -> str:
         """The database's URL without the pipeline's session options: what a person or another tool connects to."""
-        auth = quote(self.user, safe="")
-        if self.password:
-            auth += ":" + quote(self.password, safe="")
-        return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.dbname, safe='')}"
+        return self._server_url(quote(self.password, safe=""))
 
     @property
     def safe_url(self) -> str:
         """The server URL with the password masked, for logs."""
-        auth = quote(self.user, safe="") + (":***" if self.password else "")
+        return self._server_url("***")
+
+    def _server_url(self, password_text: str) -> str:
+        auth = quote(self.user, safe="") + (f":{password_text}" if self.password else "")
         return f"postgresql://{auth}@{self.host}:{self.port}/{quote(self.dbname, safe='')}"
 
     def dbt_env(self) -> dict[str, str]:
