@@ -246,13 +246,17 @@ def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     program = _program_config(args)
     with timer.stage("dbt build (features)") as stage:
         stage.note = _built_note(stages.build_features(paths, target, [as_of], program, rebuild=[as_of]))
+        with db.connect(target) as conn:
+            warnings = stages.quality_warnings(conn)
+        if warnings:
+            stage.note += f"; {len(warnings)} data-quality warning{'s' if len(warnings) > 1 else ''}"
     with timer.stage("segments, forecast and Insiders") as stage:
         labels = _label(target, paths, as_of, args)
         stage.note = _labels_note(labels)
     with timer.stage("dbt build (segment marts)"):
         stages.build_marts(paths, target, args.as_of)
     summary = {**_summary(target, as_of), "lines_loaded": loaded, "lines_rejected": rejected,
-               **_labels_summary(labels), **_timings(started, timer)}
+               **_labels_summary(labels), "warnings": warnings, **_timings(started, timer)}
     if args.json:
         _print_json(summary)
     else:
@@ -317,6 +321,8 @@ def _print_summary(summary: dict[str, object]) -> None:
     lines.append(f"  Insiders       {summary['insiders']:,} by {summary['insider_definition']} "
                  f"({summary['insider_customer_share']:.1%} of customers, "
                  f"{summary['insider_revenue_share']:.1%} of gross revenue)")
+    for number, warning in enumerate(summary.get("warnings") or []):
+        lines.append(f"  {'warnings' if number == 0 else '':<15}{warning}")
     print("\n".join(lines))
 
 

@@ -123,9 +123,18 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
 
 
 def build_sales(paths: Paths, target: Target) -> None:
-    """dbt: the line tables, the daily sales mart and the data-quality report over every line loaded, feature
-    dates untouched (what a backtest measures its horizon on)."""
-    invoke_dbt(paths, target, ["build", "--select", "+fct_customer_daily_sales", "+rpt_data_quality"])
+    """dbt: the line tables, the daily sales mart and the data-quality report and checks over every line loaded,
+    feature dates untouched (what a backtest measures its horizon on)."""
+    invoke_dbt(paths, target, ["build", "--select", "+fct_customer_daily_sales", "+rpt_data_quality_checks"])
+
+
+def quality_warnings(conn: psycopg.Connection) -> list[str]:
+    """The data-quality warnings of the latest build (rpt_data_quality_checks), in words; errors stop the build
+    itself, so they never reach this list."""
+    if conn.execute("select to_regclass('rpt_data_quality_checks') is null").fetchone()[0]:
+        return []
+    return [row[0] for row in conn.execute(
+        "select message from rpt_data_quality_checks where is_failing order by check_name, checked_subject")]
 
 
 def build_marts(paths: Paths, target: Target, as_of: date | None = None) -> None:

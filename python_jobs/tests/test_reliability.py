@@ -102,6 +102,47 @@ def test_a_second_writer_waits_for_the_first_or_stops_with_no_wait(target, test_
     assert _counts(target) == (1, 300_000)
 
 
+def _writer_holds_the_lock(target, command: str, process: subprocess.Popen[str], timeout: float = 120) -> None:
+    """Block until `insiders COMMAND` holds the writer lock (its session's application name says so)."""
+    deadline = time.monotonic() + timeout
+    with psycopg.connect(target.url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                _, err = process.communicate()
+                pytest.fail(f"insiders {command} ended (exit {process.returncode}) before taking the lock: {err}")
+            if conn.execute("select exists (select 1 from pg_stat_activity where application_name like %s)",
+                            (f"insiders writer: insiders {command} (pid {process.pid})%",)).fetchone()[0]:
+                return
+            time.sleep(0.05)
+    pytest.fail(f"insiders {command} did not take the writer lock within {timeout} s")
+
+
+def test_two_runs_at_once_one_completes_and_the_other_waits_or_refuses(target, test_paths, demo_csv):
+    first = _start(["run", "--input", str(demo_csv)], target, test_paths)
+    _writer_holds_the_lock(target, "run", first)
+    refused = _start(["run", "--no-wait", "--input", str(demo_csv)], target, test_paths)
+    waiting = _start(["run", "--input", str(demo_csv)], target, test_paths)
+    outputs = {name: process.communicate(timeout=900) for name, process in
+               (("first", first), ("refused", refused), ("waiting", waiting))}
+    codes = {"first": first.returncode, "refused": refused.returncode, "waiting": waiting.returncode}
+    assert codes == {"first": 0, "refused": 1, "waiting": 0}, outputs
+    assert not any("Traceback" in err for _, err in outputs.values()), outputs
+    refusal = outputs["refused"][1].strip().splitlines()
+    assert len(refusal) == 1 and "insiders run" in refusal[0] and "--no-wait" in refusal[0], refusal
+    assert "waiting for `insiders run" in outputs["waiting"][1]
+    assert "nothing new" in outputs["waiting"][1]  # the file was loaded once, by the first run
+    with psycopg.connect(target.url) as conn:
+        assert conn.execute("select count(*), sum(lines_loaded) from raw.load_batches").fetchone() == (1, 300_000)
+        as_of = conn.execute("select max(as_of_date) from ml.customer_segments").fetchone()[0]
+        labels, customers = conn.execute(
+            "select count(*), count(distinct customer_id) from ml.customer_segments where as_of_date = %s",
+            (as_of,)).fetchone()
+        assert labels == customers > 0
+        features = conn.execute("select count(*) from marts.fct_customer_features where as_of_date = %s",
+                                (as_of,)).fetchone()[0]
+        assert features == customers
+
+
 def test_a_load_killed_mid_file_leaves_nothing_and_loads_again(target, test_paths, demo_csv, monkeypatch):
     process = _start(["load", str(demo_csv)], target, test_paths)
     _wait_for_query(target, "copy incoming_lines%", process)

@@ -1,0 +1,23 @@
+-- An impossible value: a line dated after the day its file was loaded (a clock or date-format error upstream).
+-- Severity error: the run stops before clustering rather than build features with lines from the future.
+with lines as (
+
+    select * from {{ ref('stg_online_retail__invoice_lines') }}
+
+),
+
+batches as (
+
+    select * from {{ ref('stg_online_retail__load_batches') }}
+
+)
+
+select
+    lines.batch_id,
+    lines.invoice_no,
+    lines.invoiced_at,
+    batches.loaded_at
+from lines
+inner join batches on lines.batch_id = batches.batch_id
+-- a day's slack: the file's clock and the server's may sit in different time zones
+where lines.invoiced_at > batches.loaded_at::timestamp + interval '1 day'
