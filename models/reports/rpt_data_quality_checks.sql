@@ -28,9 +28,9 @@ batch_shares as (
     select
         batch_id,
         min(source_file) as source_file,
-        sum(share_of_lines) filter (where rule = 'rejected_at_load') as rejected_share,
-        sum(share_of_lines) filter (where rule = 'duplicate_line') as duplicate_share,
-        sum(share_of_lines) filter (where rule_order between 1 and 5) as excluded_share
+        coalesce(sum(share_of_lines) filter (where rule = 'rejected_at_load'), 0) as rejected_share,
+        coalesce(sum(share_of_lines) filter (where rule = 'duplicate_line'), 0) as duplicate_share,
+        coalesce(sum(share_of_lines) filter (where rule_order between 1 and 5), 0) as excluded_share
     from quality
     group by batch_id
     having sum(n_lines) > 0
