@@ -30,7 +30,8 @@ invoices_until_as_of as (
     select
         customer_invoices.*,
         as_of_spine.as_of_date,
-        {{ dbt.datediff('customer_invoices.invoice_date', 'as_of_spine.as_of_date', 'day') }} as age_days
+        {{ dbt.datediff('customer_invoices.invoice_date', 'as_of_spine.as_of_date', 'day') }}
+            as age_days
     from {{ ref('int_customer_invoices') }} as customer_invoices
     inner join as_of_spine
         on customer_invoices.invoice_date <= as_of_spine.as_of_date
@@ -158,8 +159,10 @@ features as (
         {{ safe_divide('per_customer.gross_revenue', 'per_customer.n_items') }} as avg_unit_price,
         per_customer.first_purchase_date,
         per_customer.last_purchase_date,
-        {{ dbt.datediff('per_customer.last_purchase_date', 'per_customer.as_of_date', 'day') }} as recency_days,
-        {{ dbt.datediff('per_customer.first_purchase_date', 'per_customer.as_of_date', 'day') }} as tenure_days,
+        {{ dbt.datediff('per_customer.last_purchase_date', 'per_customer.as_of_date', 'day') }}
+            as recency_days,
+        {{ dbt.datediff('per_customer.first_purchase_date', 'per_customer.as_of_date', 'day') }}
+            as tenure_days,
         {{ safe_divide(
             dbt.datediff('per_customer.first_purchase_date', 'per_customer.last_purchase_date', 'day'),
             'per_customer.n_purchase_days - 1'
@@ -195,7 +198,8 @@ features as (
         per_customer.n_purchase_days - 1 as clv_frequency,
         {{ dbt.datediff('per_customer.first_purchase_date', 'per_customer.last_purchase_date', 'day') }}
             as clv_recency,
-        {{ dbt.datediff('per_customer.first_purchase_date', 'per_customer.as_of_date', 'day') }} as clv_t,
+        {{ dbt.datediff('per_customer.first_purchase_date', 'per_customer.as_of_date', 'day') }}
+            as clv_t,
         coalesce({{ safe_divide('repeat_purchase_days.repeat_revenue', 'repeat_purchase_days.n_repeat_days') }}, 0)
             as clv_monetary,
         country_ranked.country as main_country
