@@ -61,6 +61,7 @@ def spark_features(real_data, tmp_path_factory):
     paths = Paths(project_dir=PROJECT_DIR, state_dir=tmp_path_factory.mktemp("spark-state"))
     target = dbt_target("spark", paths, [real_data])
     code = run_dbt(paths, target, ["build", "--select", "+fct_customer_features", "+fct_customer_daily_sales",
+                                   "stg_online_retail__rejected_invoice_lines",
                                    "--vars", f"{{as_of_date: '{AS_OF}'}}"], check=False, quiet=True)
     assert code == 0, "dbt build on Spark failed: see the dbt log under " + str(paths.state_dir)
     return target
