@@ -1,7 +1,8 @@
 {#-
     The feature cutoffs as a select of one `as_of_date` column (the as-of spine), first of:
-    - the `as_of_dates` var (a list of dates, or a comma-separated string), or the `as_of_date` var, when you
-      run dbt yourself;
+    - the `as_of_dates` var (a list of dates, a comma-separated string, or `month_ends`: every month-end of the
+      staged lines and their last date, as `insiders backfill --monthly` labels them), or the `as_of_date` var,
+      when you run dbt yourself;
     - the dates `insiders` requested in control.feature_dates (it passes dates through data, so that a new
       date does not make dbt parse the project again);
     - the last invoice date of the staged lines.
@@ -12,19 +13,42 @@
     {%- if many is string -%}
         {%- set many = many.split(',') | map('trim') | reject('equalto', '') | list -%}
     {%- endif -%}
-    {%- if many -%}
+    {%- if many == ['month_ends'] -%}
+        {{ month_ends_between(
+            '(select min(staged_lines.invoice_date) from ' ~ ref('stg_online_retail__invoice_lines') ~ ' as staged_lines)',
+            '(select max(staged_lines.invoice_date) from ' ~ ref('stg_online_retail__invoice_lines') ~ ' as staged_lines)'
+        ) }}
+        union all
+        select max(staged_lines.invoice_date) as as_of_date
+        from {{ ref('stg_online_retail__invoice_lines') }} as staged_lines
+    {%- elif many -%}
         select cast(as_of_date as date) as as_of_date
         from (values {% for day in many %}('{{ day }}'){{ ", " if not loop.last }}{% endfor %}) as spine (as_of_date)
     {%- elif one is not none and one != '' -%}
         select cast('{{ one }}' as date) as as_of_date
     {%- else -%}
-        select requested.as_of_date
-        from {{ source('control', 'feature_dates') }} as requested
-        union all
-        select max(staged_lines.invoice_date) as as_of_date
-        from {{ ref('stg_online_retail__invoice_lines') }} as staged_lines
-        where not exists (select 1 from {{ source('control', 'feature_dates') }})
+        {{ requested_as_of_dates() }}
     {%- endif -%}
+{%- endmacro %}
+
+{#- The dates `insiders` requested in control.feature_dates, else the last invoice date of the staged lines. -#}
+{% macro requested_as_of_dates() -%}
+    {{ return(adapter.dispatch('requested_as_of_dates')()) }}
+{%- endmacro %}
+
+{% macro default__requested_as_of_dates() -%}
+    select requested.as_of_date
+    from {{ source('control', 'feature_dates') }} as requested
+    union all
+    select max(staged_lines.invoice_date) as as_of_date
+    from {{ ref('stg_online_retail__invoice_lines') }} as staged_lines
+    where not exists (select 1 from {{ source('control', 'feature_dates') }})
+{%- endmacro %}
+
+{#- Spark has no control tables yet (the Python job does not run there): the last invoice date. -#}
+{% macro spark__requested_as_of_dates() -%}
+    select max(staged_lines.invoice_date) as as_of_date
+    from {{ ref('stg_online_retail__invoice_lines') }} as staged_lines
 {%- endmacro %}
 
 {#-

@@ -1,4 +1,4 @@
-{#- numerator / denominator, null when the denominator is 0 or null. -#}
+{#- numerator / denominator as an exact decimal, null when the denominator is 0 or null. -#}
 {% macro safe_divide(numerator, denominator) -%}
-    ({{ numerator }})::numeric / nullif({{ denominator }}, 0)
+    {{ to_numeric(numerator) }} / nullif({{ denominator }}, 0)
 {%- endmacro %}

@@ -15,6 +15,7 @@ from pathlib import Path
 import psycopg
 
 from . import __version__, db
+from .engines import ENGINES
 from .errors import InsidersError
 from .locks import writer_lock
 from .progress import StageTimer, setup_logging
@@ -82,8 +83,10 @@ def _cmd_demo_data(args: argparse.Namespace, paths: Paths) -> int:
 
 def _cmd_dbt(args: argparse.Namespace, paths: Paths) -> int:
     from .dbt_runner import run_dbt
+    from .engines import dbt_target
 
-    return run_dbt(paths, db.resolve_target(paths), args.dbt_args, check=False)
+    target = dbt_target(args.engine, paths, [args.input] if args.input else [])
+    return run_dbt(paths, target, args.dbt_args, check=False)
 
 
 def _cmd_mf(args: argparse.Namespace, paths: Paths) -> int:
@@ -410,8 +413,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", help="personas file (default: OUT's name with .personas.csv)")
     p.set_defaults(func=_cmd_demo_data)
 
-    p = command("dbt", "run dbt against the same database (e.g. `insiders dbt build`)",
-                "insiders dbt build --select fct_customer_features", parents=())
+    p = command("dbt", "run dbt against the same database (e.g. `insiders dbt build`), or on a local Spark session",
+                "insiders dbt build --select fct_customer_features",
+                "insiders dbt --engine spark --input online_retail.parquet build --select +fct_customer_features",
+                parents=())
+    p.add_argument("--engine", choices=ENGINES, default="postgres",
+                   help="postgres (default: the embedded server or INSIDERS_DSN) or spark (a local session, its "
+                        "warehouse under the state directory)")
+    p.add_argument("--input", metavar="PATH",
+                   help="spark: the invoice file(s) read where they lie (a file, a directory or a glob)")
     p.add_argument("dbt_args", nargs=argparse.REMAINDER)
     p.set_defaults(func=_cmd_dbt)
 

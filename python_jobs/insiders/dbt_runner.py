@@ -16,10 +16,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import InsidersError
 from .progress import Tracker, colour, track, verbose
 from .settings import Paths, Target
+
+if TYPE_CHECKING:
+    from .engines import DbtTarget
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +40,16 @@ def _reader_roles(target: Target) -> str:
         return ""
 
 
-def dbt_environment(paths: Paths, target: Target) -> dict[str, str]:
+def dbt_environment(paths: Paths, target: DbtTarget) -> dict[str, str]:
     """The variables dbt reads: the target's connection, the profiles dir, where its artifacts go."""
     profiles_dir = paths.dbt_profiles_dir
     profiles_dir.mkdir(parents=True, exist_ok=True)
     # the same profile users copy by hand: it reads the connection from INSIDERS_PG* variables
     shutil.copyfile(paths.project_dir / "profiles.yml.example", profiles_dir / "profiles.yml")
     env = dict(target.dbt_env())
-    env["INSIDERS_READER_ROLES"] = os.environ.get("INSIDERS_READER_ROLES") or _reader_roles(target)
+    # grants go to PostgreSQL's read-only roles; another engine's are the user's to name
+    roles = _reader_roles(target) if isinstance(target, Target) else ""
+    env["INSIDERS_READER_ROLES"] = os.environ.get("INSIDERS_READER_ROLES") or roles
     env.update({"DBT_PROFILES_DIR": str(profiles_dir), "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
     # compiled SQL, the manifest and partial-parse state belong to this state directory: two checkouts' or test
     # sessions' dbt runs never overwrite each other's, and each keeps its own partial parse warm
@@ -68,7 +74,7 @@ def tool_executable(tool: str) -> str:
     return str(candidate) if candidate.exists() else (shutil.which(tool) or tool)
 
 
-def run_tool(paths: Paths, target: Target, tool: str, args: list[str], *, quiet: bool = False,
+def run_tool(paths: Paths, target: DbtTarget, tool: str, args: list[str], *, quiet: bool = False,
              env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run `tool ARGS` (dbt, sqlfluff, mf) as a process in the project directory, connected to the target, with
     `env` on top: for a user's own dbt commands, whose output is theirs to read."""
@@ -191,7 +197,7 @@ def _console_flags() -> list[str]:
     return ["--log-level", "none", "--use-colors" if colour() else "--no-use-colors", "--no-use-colors-file"]
 
 
-def invoke_dbt(paths: Paths, target: Target, args: list[str]) -> object:
+def invoke_dbt(paths: Paths, target: DbtTarget, args: list[str]) -> object:
     """Run `dbt ARGS` in this process (parsing the project only the first time for this target) and return its
     result; raise with what failed (the failed nodes and their messages, or the one problem) when it fails.
     dbt's own log goes to its log file, and to the console with -v only."""
@@ -219,7 +225,7 @@ def invoke_dbt(paths: Paths, target: Target, args: list[str]) -> object:
     return outcome.result
 
 
-def run_dbt(paths: Paths, target: Target, args: list[str], *, check: bool = True, quiet: bool = False) -> int:
+def run_dbt(paths: Paths, target: DbtTarget, args: list[str], *, check: bool = True, quiet: bool = False) -> int:
     """Run `dbt ARGS` as a process, its output shown (`insiders dbt ...`); raise with dbt's summary when it fails
     and `check`."""
     result = run_tool(paths, target, "dbt", args, quiet=quiet)

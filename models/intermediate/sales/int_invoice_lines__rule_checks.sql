@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='incremental',
+        materialized=line_checks_materialization(),
         unique_key='batch_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',

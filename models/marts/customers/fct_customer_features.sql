@@ -2,7 +2,8 @@
     config(
         materialized='incremental',
         unique_key='as_of_date',
-        incremental_strategy='delete+insert',
+        incremental_strategy=replace_by_key_strategy(),
+        partition_by=['as_of_date'],
         on_schema_change='fail',
         contract={'enforced': true},
         indexes=[{'columns': ['as_of_date', 'customer_id'], 'unique': true}],
@@ -29,7 +30,8 @@ invoices_until_as_of as (
     select
         customer_invoices.*,
         as_of_spine.as_of_date,
-        as_of_spine.as_of_date - customer_invoices.invoice_date as age_days
+        {{ dbt.datediff('customer_invoices.invoice_date', 'as_of_spine.as_of_date', 'day') }}
+            as age_days
     from {{ ref('int_customer_invoices') }} as customer_invoices
     inner join as_of_spine
         on customer_invoices.invoice_date <= as_of_spine.as_of_date
@@ -128,14 +130,17 @@ per_customer as (
         count(distinct invoice_date) filter (where has_purchase and age_days < 365) as n_purchase_days_365d,
         count(*) filter (where has_purchase and age_days < 365) as n_invoices_365d,
         coalesce(
-            max(invoice_date) filter (where has_purchase and age_days < 365)
-            - min(invoice_date) filter (where has_purchase and age_days < 365),
+            {{ dbt.datediff(
+                'min(invoice_date) filter (where has_purchase and age_days < 365)',
+                'max(invoice_date) filter (where has_purchase and age_days < 365)',
+                'day'
+            ) }},
             0
         ) as purchase_span_365d,
         coalesce(sum(purchased_items) filter (where age_days < 365), 0) as n_items_365d,
         coalesce(sum(returned_items) filter (where age_days < 365), 0) as n_returned_items_365d,
         -- each purchase counts half as much every `revenue_half_life_days`: recent spend weighs more
-        sum(purchase_revenue * power(0.5, age_days / {{ var('revenue_half_life_days') }}::numeric))
+        sum(purchase_revenue * power(0.5, age_days / {{ to_numeric(var('revenue_half_life_days')) }}))
             as decayed_revenue
     from invoices_until_as_of
     group by as_of_date, customer_id
@@ -154,17 +159,21 @@ features as (
         {{ safe_divide('per_customer.gross_revenue', 'per_customer.n_items') }} as avg_unit_price,
         per_customer.first_purchase_date,
         per_customer.last_purchase_date,
-        per_customer.as_of_date - per_customer.last_purchase_date as recency_days,
-        per_customer.as_of_date - per_customer.first_purchase_date as tenure_days,
+        {{ dbt.datediff('per_customer.last_purchase_date', 'per_customer.as_of_date', 'day') }}
+            as recency_days,
+        {{ dbt.datediff('per_customer.first_purchase_date', 'per_customer.as_of_date', 'day') }}
+            as tenure_days,
         {{ safe_divide(
-            'per_customer.last_purchase_date - per_customer.first_purchase_date',
+            dbt.datediff('per_customer.first_purchase_date', 'per_customer.last_purchase_date', 'day'),
             'per_customer.n_purchase_days - 1'
         ) }} as avg_days_between_purchases,
         per_customer.n_invoices,
         per_customer.n_purchase_days,
         -- tenure counts at least one day, so a floor of 0 (the var) cannot divide by zero
         30.0 * per_customer.n_invoices / greatest(
-            per_customer.as_of_date - per_customer.first_purchase_date, {{ var('min_frequency_tenure_days') }}, 1
+            {{ dbt.datediff('per_customer.first_purchase_date', 'per_customer.as_of_date', 'day') }},
+            {{ var('min_frequency_tenure_days') }},
+            1
         ) as purchase_frequency,
         per_customer.n_items,
         per_customer.n_lines,
@@ -187,8 +196,10 @@ features as (
             {{ safe_divide('per_customer.n_returned_items_365d', 'per_customer.n_items_365d') }}, 0
         ) as return_rate_365d,
         per_customer.n_purchase_days - 1 as clv_frequency,
-        per_customer.last_purchase_date - per_customer.first_purchase_date as clv_recency,
-        per_customer.as_of_date - per_customer.first_purchase_date as clv_t,
+        {{ dbt.datediff('per_customer.first_purchase_date', 'per_customer.last_purchase_date', 'day') }}
+            as clv_recency,
+        {{ dbt.datediff('per_customer.first_purchase_date', 'per_customer.as_of_date', 'day') }}
+            as clv_t,
         coalesce({{ safe_divide('repeat_purchase_days.repeat_revenue', 'repeat_purchase_days.n_repeat_days') }}, 0)
             as clv_monetary,
         country_ranked.country as main_country
@@ -249,5 +260,5 @@ select
     cast(clv_recency as integer) as clv_recency,
     cast(clv_t as integer) as clv_t,
     cast(clv_monetary as numeric(14, 4)) as clv_monetary,
-    cast(main_country as text) as main_country
+    cast(main_country as {{ type_text() }}) as main_country
 from features

@@ -1,6 +1,7 @@
+{#- The loaded lines: raw.invoice_lines on PostgreSQL, the invoice files on Spark (macros/invoice_files.sql). -#}
 with source_lines as (
 
-    select * from {{ source('online_retail', 'invoice_lines') }}
+    {{ invoice_lines_source() }}
 
 ),
 

@@ -1,6 +1,6 @@
 with source_batches as (
 
-    select * from {{ source('online_retail', 'load_batches') }}
+    {{ load_batches_source() }}
 
 ),
 

@@ -1,6 +1,6 @@
 with source_rejects as (
 
-    select * from {{ source('online_retail', 'rejected_invoice_lines') }}
+    {{ rejected_lines_source() }}
 
 ),
 

@@ -1,0 +1,107 @@
+{#-
+    What differs between the engines the project runs on (PostgreSQL, the default; Spark), one dispatched macro
+    each: the models call these and read the same on both. `default__` is PostgreSQL's SQL (the engine the project
+    was written for), `spark__` Spark SQL's (Databricks dispatches to it too).
+-#}
+
+{#- `expression` as an exact decimal for arithmetic (PostgreSQL's unconstrained numeric; Spark's widest decimal
+    with 18 places, which keeps a division's quotient to more places than any column stores). -#}
+{% macro to_numeric(expression) -%}
+    {{ return(adapter.dispatch('to_numeric')(expression)) }}
+{%- endmacro %}
+
+{% macro default__to_numeric(expression) -%}
+    ({{ expression }})::numeric
+{%- endmacro %}
+
+{% macro spark__to_numeric(expression) -%}
+    cast({{ expression }} as decimal(38, 18))
+{%- endmacro %}
+
+{#- The unbounded text type (PostgreSQL's text; Spark's string). Contracts name it the same way in the YAML. -#}
+{% macro type_text() -%}
+    {{ return(adapter.dispatch('type_text')()) }}
+{%- endmacro %}
+
+{% macro default__type_text() -%}
+    text
+{%- endmacro %}
+
+{% macro spark__type_text() -%}
+    string
+{%- endmacro %}
+
+{#-
+    The incremental strategy that replaces the rows of the keys a build computes and keeps every other key: on
+    PostgreSQL delete+insert by unique_key; on Spark's Parquet tables (no Delta: no delete, no merge) insert_overwrite
+    of the partitions a build writes, so the model is partitioned by that key (`partition_by`).
+-#}
+{% macro replace_by_key_strategy() -%}
+    {{ return(adapter.dispatch('replace_by_key_strategy')()) }}
+{%- endmacro %}
+
+{% macro default__replace_by_key_strategy() -%}
+    {{ return('delete+insert') }}
+{%- endmacro %}
+
+{% macro spark__replace_by_key_strategy() -%}
+    {{ return('insert_overwrite') }}
+{%- endmacro %}
+
+{#-
+    How the line checks are kept: on PostgreSQL batch by batch (incremental: a load appends a batch, a run checks
+    only it); on Spark the invoice files are read where they lie at every build, with no load to append a batch,
+    so the table is built whole.
+-#}
+{% macro line_checks_materialization() -%}
+    {{ return(adapter.dispatch('line_checks_materialization')()) }}
+{%- endmacro %}
+
+{% macro default__line_checks_materialization() -%}
+    {{ return('incremental') }}
+{%- endmacro %}
+
+{% macro spark__line_checks_materialization() -%}
+    {{ return('table') }}
+{%- endmacro %}
+
+{#- Every month-end from the month of `first_date` to the one before `last_date`'s, as a select of `as_of_date`. -#}
+{% macro month_ends_between(first_date, last_date) -%}
+    {{ return(adapter.dispatch('month_ends_between')(first_date, last_date)) }}
+{%- endmacro %}
+
+{% macro default__month_ends_between(first_date, last_date) -%}
+    select cast(month_start + interval '1 month' - interval '1 day' as date) as as_of_date
+    from generate_series(
+        date_trunc('month', {{ first_date }}), date_trunc('month', {{ last_date }}) - interval '1 month',
+        interval '1 month'
+    ) as months (month_start)
+{%- endmacro %}
+
+{% macro spark__month_ends_between(first_date, last_date) -%}
+    select last_day(month_start) as as_of_date
+    from (
+        select explode(sequence(
+            trunc({{ first_date }}, 'month'),
+            -- sequence() fails on a stop before its start: one month at least, filtered out below
+            greatest(add_months(trunc({{ last_date }}, 'month'), -1), trunc({{ first_date }}, 'month')),
+            interval 1 month
+        )) as month_start
+    ) as months
+    where month_start < trunc({{ last_date }}, 'month')
+{%- endmacro %}
+
+{#-
+    Grants on Spark only when there is someone to grant to: dbt's default asks the engine for the grants in place
+    (`show grants`), which a local Spark session does not have. With reader roles set, dbt's default applies them
+    (a Thrift server or Databricks with table access control).
+-#}
+{% macro spark__apply_grants(relation, grant_config, should_revoke=True) %}
+    {%- set grantees = [] -%}
+    {%- for privilege, names in (grant_config or {}).items() -%}
+        {%- do grantees.extend(names) -%}
+    {%- endfor -%}
+    {%- if grantees -%}
+        {{ default__apply_grants(relation, grant_config, should_revoke) }}
+    {%- endif -%}
+{% endmacro %}
