@@ -20,4 +20,4 @@ select
 from lines
 inner join batches on lines.batch_id = batches.batch_id
 -- a day's slack: the file's clock and the server's may sit in different time zones
-where lines.invoiced_at > batches.loaded_at::timestamp + interval '1 day'
+where lines.invoiced_at > cast(batches.loaded_at as timestamp) + interval '1 day'
