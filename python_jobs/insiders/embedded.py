@@ -129,10 +129,12 @@ def _check_reachable(path: Path, user: pwd.struct_passwd) -> None:
 
 
 class EmbeddedServer:
-    def __init__(self, paths: Paths) -> None:
+    def __init__(self, paths: Paths, socket_dir: Path | None = None) -> None:
         self.paths = paths
         self.pgdata = paths.pgdata
         self.logfile = paths.state_dir / "postgres.log"
+        # a folder for a Unix socket as well as TCP (a test of socket hosts in INSIDERS_DSN); none by default
+        self.socket_dir = socket_dir
 
     # -- queries -------------------------------------------------------------------------------------------
     @property
@@ -258,8 +260,12 @@ class EmbeddedServer:
             target = self.target()
         self.logfile.touch(exist_ok=True)
         self._hand_over(self.logfile)  # the state directory was handed over by init; a new log file is root's
-        # no Unix socket: its path length limit bites in deep checkouts, and TCP is what clients use anyway
-        options = f"-c listen_addresses={HOST} -p {target.port} -c unix_socket_directories=''"
+        # no Unix socket unless asked: its path length limit bites in deep checkouts, and TCP is what clients use
+        sockets = ""
+        if self.socket_dir is not None:
+            self._hand_over(self.socket_dir)
+            sockets = str(self.socket_dir)
+        options = f"-c listen_addresses={HOST} -p {target.port} -c unix_socket_directories='{sockets}'"
         started = time.perf_counter()
         self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.logfile), "-o", options, "-w", "-t", "60",
                   "start", timeout=90)

@@ -22,7 +22,7 @@ from insiders.errors import InsidersError
 from insiders.roles import create_roles, role_target
 from insiders.settings import SCHEMA_ROLES, Paths, Target
 
-from .conftest import PROJECT_DIR
+from .conftest import PROJECT_DIR, server_state_dir
 
 # a password that a URL-building shortcut would break or leak in pieces
 AWKWARD_PASSWORD = "p@ss:w/rd%41?#&x y"
@@ -102,6 +102,23 @@ def test_the_pipelines_own_url_given_back_as_the_dsn_is_not_doubled(server_targe
     again = Target.from_dsn(server_target.url)
     assert again.param("options") is None
     assert conninfo_to_dict(again.url)["options"] == conninfo_to_dict(server_target.url)["options"]
+
+
+def test_a_unix_socket_host_reaches_psycopg_and_dbt(own_state_dir, test_paths):
+    with server_state_dir() as sockets:  # short: a socket's path is limited to about 100 bytes
+        server = EmbeddedServer(Paths(project_dir=PROJECT_DIR, state_dir=own_state_dir), socket_dir=sockets)
+        try:
+            over_tcp = server.start()
+            dsn = f"host={sockets} port={over_tcp.port} user={over_tcp.user} dbname={over_tcp.dbname}"
+            target = Target.from_dsn(f"{dsn} password={over_tcp.password}")
+            assert conninfo_to_dict(target.url)["host"] == str(sockets)
+            with db.connect(target) as conn:
+                assert conn.info.host == str(sockets)
+                assert conn.execute("select inet_server_addr()").fetchone()[0] is None  # not over TCP
+            works = run_tool(test_paths, target, "dbt", ["debug", "--connection"], quiet=True)
+            assert works.returncode == 0, works.stdout[-2000:]
+        finally:
+            server.stop()
 
 
 def test_libpq_defaults_fill_what_the_dsn_leaves_out(monkeypatch):
