@@ -90,18 +90,3 @@
     ) as months
     where month_start < trunc({{ last_date }}, 'month')
 {%- endmacro %}
-
-{#-
-    Grants on Spark only when there is someone to grant to: dbt's default asks the engine for the grants in place
-    (`show grants`), which a local Spark session does not have. With reader roles set, dbt's default applies them
-    (a Thrift server or Databricks with table access control).
--#}
-{% macro spark__apply_grants(relation, grant_config, should_revoke=True) %}
-    {%- set grantees = [] -%}
-    {%- for privilege, names in (grant_config or {}).items() -%}
-        {%- do grantees.extend(names) -%}
-    {%- endfor -%}
-    {%- if grantees -%}
-        {{ default__apply_grants(relation, grant_config, should_revoke) }}
-    {%- endif -%}
-{% endmacro %}

@@ -30,6 +30,9 @@ DEMO_SEED = 42
 def _cmd_db(args: argparse.Namespace, paths: Paths) -> int:
     from .embedded import EmbeddedServer
 
+    if args.action != "url" and (args.role or args.show_password):
+        log.error("--role and --show-password go with `insiders db url`")
+        return 2
     if configured_dsn() and args.action in {"start", "stop"}:
         raise InsidersError("INSIDERS_DSN is set: the database is yours to start and stop, not the embedded one")
     server = EmbeddedServer(paths)
@@ -39,11 +42,22 @@ def _cmd_db(args: argparse.Namespace, paths: Paths) -> int:
     elif args.action == "stop":
         print("embedded PostgreSQL stopped" if server.stop() else "embedded PostgreSQL was not running")
     elif args.action == "status":
-        status = {"target": "INSIDERS_DSN" if configured_dsn() else "embedded", **server.status()}
+        if configured_dsn():  # the server the commands use is the DSN's: describe that one, not the embedded one
+            status = {"target": "INSIDERS_DSN", **db.describe_server(db.resolve_target(paths, start=False))}
+            print(json.dumps(status, indent=2))
+            return 0 if status["reachable"] else 3
+        status = {"target": "embedded", **server.status()}
         print(json.dumps(status, indent=2))
-        return 0 if status["running"] or configured_dsn() else 3
+        return 0 if status["running"] else 3
     elif args.action == "url":
-        print(db.resolve_target(paths).server_url)
+        from .roles import role_target
+
+        target = db.resolve_target(paths)
+        if args.role:
+            target = role_target(target, args.role, need_password=args.show_password)
+        print(target.server_url if args.show_password else target.safe_url)
+        if not args.show_password and target.password:
+            log.info("password masked: `insiders db url --show-password` prints it")
     elif args.action == "roles":
         from .roles import create_roles
 
@@ -393,8 +407,13 @@ def build_parser() -> argparse.ArgumentParser:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
 
     p = command("db", "manage the embedded PostgreSQL (or show the configured one)",
-                "insiders db start", "insiders db url    # a postgresql:// URL for psql or Metabase")
+                "insiders db start", "insiders db url    # a postgresql:// URL, its password masked",
+                "insiders db url --role bi --show-password    # Metabase's read-only login")
     p.add_argument("action", choices=["start", "stop", "status", "url", "roles"])
+    p.add_argument("--role", choices=["analyst", "bi"],
+                   help="url: the URL of a read-only role (insiders_analyst, insiders_bi; `insiders db roles`)")
+    p.add_argument("--show-password", action="store_true",
+                   help="url: print the password instead of *** (for the role: from INSIDERS_<ROLE>_PASSWORD)")
     p.set_defaults(func=_cmd_db)
 
     p = command("load", "load invoice files (CSV, XLSX, Parquet) into the raw invoice lines",

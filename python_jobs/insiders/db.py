@@ -32,11 +32,28 @@ def resolve_target(paths: Paths | None = None, start: bool = True) -> Target:
 @contextmanager
 def connect(target: Target, autocommit: bool = False) -> Iterator[psycopg.Connection]:
     try:
-        conn = psycopg.connect(target.url, autocommit=autocommit, application_name="insiders")
+        # a fallback: an application_name given in INSIDERS_DSN is the user's, and wins
+        conn = psycopg.connect(target.url, autocommit=autocommit, fallback_application_name="insiders")
     except psycopg.OperationalError as exc:
         raise InsidersError(f"cannot connect to {target.safe_url}: {' '.join(str(exc).split())}") from exc
     with conn:
         yield conn
+
+
+def describe_server(target: Target) -> dict[str, object]:
+    """What `insiders db status` says of a server of one's own (INSIDERS_DSN): reachable or why not, and the
+    server's version, the database and the user the pipeline is connected as."""
+    described: dict[str, object] = {"url": target.safe_url}
+    try:
+        with connect(target, autocommit=True) as conn:
+            row = conn.execute("select current_setting('server_version'), current_database(), current_user,"
+                               " inet_server_addr()::text, ssl.ssl from pg_stat_ssl as ssl"
+                               " where ssl.pid = pg_backend_pid()").fetchone()
+    except InsidersError as exc:
+        return {**described, "reachable": False, "error": str(exc)}
+    version, database, user, address, ssl = row
+    return {**described, "reachable": True, "server_version": version, "database": database, "user": user,
+            "server_address": address or "unix socket", "ssl": bool(ssl)}
 
 
 def schema_of(conn: psycopg.Connection, role: str) -> str:

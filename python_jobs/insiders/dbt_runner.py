@@ -28,28 +28,15 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def _reader_roles(target: Target) -> str:
-    """The read-only roles that exist, for dbt's grants on the marts (a grant to a missing role would fail)."""
-    from . import db
-    from .roles import existing_reader_roles
-
-    try:
-        with db.connect(target) as conn:
-            return ",".join(existing_reader_roles(conn))
-    except InsidersError:
-        return ""
-
-
 def dbt_environment(paths: Paths, target: DbtTarget) -> dict[str, str]:
-    """The variables dbt reads: the target's connection, the profiles dir, where its artifacts go."""
+    """The variables dbt reads: the target's connection (every parameter of it, see Target.dbt_env), the profiles
+    dir, where its artifacts go. The read-only roles' grants need nothing here: default privileges give them every
+    table dbt builds in the marts (roles.py)."""
     profiles_dir = paths.dbt_profiles_dir
     profiles_dir.mkdir(parents=True, exist_ok=True)
     # the same profile users copy by hand: it reads the connection from INSIDERS_PG* variables
     shutil.copyfile(paths.project_dir / "profiles.yml.example", profiles_dir / "profiles.yml")
     env = dict(target.dbt_env())
-    # grants go to PostgreSQL's read-only roles; another engine's are the user's to name
-    roles = _reader_roles(target) if isinstance(target, Target) else ""
-    env["INSIDERS_READER_ROLES"] = os.environ.get("INSIDERS_READER_ROLES") or roles
     env.update({"DBT_PROFILES_DIR": str(profiles_dir), "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"})
     # compiled SQL, the manifest and partial-parse state belong to this state directory: two checkouts' or test
     # sessions' dbt runs never overwrite each other's, and each keeps its own partial parse warm
@@ -103,7 +90,7 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
                 os.environ[name] = value
 
 
-# one parsed manifest per (project, target, roles): the manifest carries the database name in every relation
+# one parsed manifest per (project, target): the manifest carries the database name in every relation
 _manifests: dict[tuple[str, ...], object] = {}
 # node statuses that fail a build; a failed node's dependants are skipped
 FAILED_STATUSES = {"error", "fail", "runtime error"}
@@ -205,7 +192,7 @@ def invoke_dbt(paths: Paths, target: DbtTarget, args: list[str]) -> object:
 
     env = dbt_environment(paths, target)
     log_file = dbt_log_path(paths) / "dbt.log"
-    key = (str(paths.project_dir), target.url, env["INSIDERS_READER_ROLES"], env["DBT_TARGET_PATH"])
+    key = (str(paths.project_dir), target.url, env["DBT_TARGET_PATH"])
     common = ["--project-dir", str(paths.project_dir), "--profiles-dir", env["DBT_PROFILES_DIR"]]
     with _environment(env):
         if key not in _manifests:

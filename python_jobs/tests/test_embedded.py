@@ -11,8 +11,8 @@ from insiders.settings import Paths
 
 
 @pytest.fixture
-def own_server(tmp_path):
-    server = EmbeddedServer(Paths(project_dir=tmp_path, state_dir=tmp_path / "state"))
+def own_server(tmp_path, own_state_dir):
+    server = EmbeddedServer(Paths(project_dir=tmp_path, state_dir=own_state_dir))
     yield server
     server.stop()
 
@@ -39,8 +39,8 @@ def test_stale_pid_file_from_a_crash_does_not_block_start(own_server):
         assert conn.execute("select 1").fetchone() == (1,)
 
 
-def test_cli_db_commands_manage_the_server(tmp_path, monkeypatch):
-    env = {"INSIDERS_STATE_DIR": str(tmp_path / "state"), "PATH": "/usr/bin:/bin"}
+def test_cli_db_commands_manage_the_server(own_state_dir, monkeypatch):
+    env = {"INSIDERS_STATE_DIR": str(own_state_dir), "PATH": "/usr/bin:/bin"}
     monkeypatch.delenv("INSIDERS_DSN", raising=False)
 
     def insiders(*args: str) -> subprocess.CompletedProcess[str]:
@@ -50,10 +50,14 @@ def test_cli_db_commands_manage_the_server(tmp_path, monkeypatch):
     try:
         assert insiders("db", "status").returncode == 3  # not running yet
         assert insiders("db", "start").returncode == 0
-        url = insiders("db", "url").stdout.strip()
-        assert url.startswith("postgresql://insiders:") and "@127.0.0.1:" in url
+        masked = insiders("db", "url")
+        assert masked.stdout.strip().startswith("postgresql://insiders:***@127.0.0.1:")
+        assert "--show-password" in masked.stderr
+        url = insiders("db", "url", "--show-password").stdout.strip()
+        assert url.startswith("postgresql://insiders:") and "@127.0.0.1:" in url and "***" not in url
         with psycopg.connect(url) as conn:
             assert conn.execute("select current_database()").fetchone()[0] == "insiders"
         assert '"running": true' in insiders("db", "status").stdout
+        assert insiders("db", "status", "--show-password").returncode == 2  # a url flag with another action
     finally:
         assert insiders("db", "stop").returncode == 0

@@ -202,8 +202,8 @@ def test_a_run_killed_during_dbt_recovers_on_the_next_run(target, test_paths, tm
         assert conn.execute("select count(*) from raw.load_batches").fetchone()[0] == 1
 
 
-def test_the_embedded_server_killed_hard_keeps_what_was_committed(tmp_path):
-    server = EmbeddedServer(Paths(project_dir=Path.cwd(), state_dir=tmp_path / "state"))
+def test_the_embedded_server_killed_hard_keeps_what_was_committed(own_state_dir):
+    server = EmbeddedServer(Paths(project_dir=Path.cwd(), state_dir=own_state_dir))
     target = server.start()
     try:
         with psycopg.connect(target.url) as conn:
