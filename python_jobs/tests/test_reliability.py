@@ -104,7 +104,7 @@ def test_a_second_writer_waits_for_the_first_or_stops_with_no_wait(target, test_
 
 def test_a_load_killed_mid_file_leaves_nothing_and_loads_again(target, test_paths, demo_csv, monkeypatch):
     process = _start(["load", str(demo_csv)], target, test_paths)
-    _wait_for_query(target, "copy incoming_lines%", process)
+    _wait_for_query(target, "copy invoice_lines%", process)
     _kill(process, target)
     assert _counts(target) == (0, 0)
     monkeypatch.setenv("INSIDERS_DSN", target.url)
