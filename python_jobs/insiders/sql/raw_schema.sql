@@ -139,7 +139,9 @@ begin
         drop index invoice_lines_natural_key;
     end if;
     if to_regclass('invoice_lines_invoiced_at') is null then
-        create index invoice_lines_invoiced_at on invoice_lines using brin (invoiced_at);
+        -- autosummarize: autovacuum summarises the page ranges a load filled, after it commits, so the next
+        -- load's search reads only the ranges of its period (unsummarised ones are read whatever their dates)
+        create index invoice_lines_invoiced_at on invoice_lines using brin (invoiced_at) with (autosummarize = on);
     end if;
 end
 $$;
