@@ -174,6 +174,8 @@ def test_two_loads_at_once_take_turns_on_the_lines(tmp_path, target):
               "United Kingdom"] for i in range(40_000)]
     files = [write_csv(tmp_path / "a.csv", UCI_HEADER, lines[:30_000]),
              write_csv(tmp_path / "b.csv", UCI_HEADER, lines[10_000:])]
+    with psycopg.connect(target.url) as connection:  # the tables exist: only the lines' lock is at stake
+        load.ensure_raw_schema(connection)
     results: list[load.LoadResult] = []
     start = threading.Barrier(2)
 
