@@ -3,6 +3,11 @@
     .venv/bin/python bench/load.py                          # real Parquet file, demo CSVs of 1M and 10M lines
     .venv/bin/python bench/load.py --lines 1000000          # one demo size only, no real file
     .venv/bin/python bench/load.py --no-real --lines 1000000 --repeat 3
+    .venv/bin/python bench/load.py --against /tmp/predup --against /tmp/other   # ratios against other checkouts
+
+With --against CHECKOUT (a git worktree of another commit, e.g. `git worktree add --detach /tmp/predup 000fb95`),
+each load is repeated with that checkout's loader (its python_jobs first on PYTHONPATH, this environment's
+packages), in turn with this one's, so that the ratios compare loaders measured in the same minutes of one run.
 
 Demo CSVs are generated once with `insiders demo-data` into --data-dir (default /tmp/insiders-loadbench) and reused.
 Each file is loaded into a fresh database `loadbench_*` on the embedded server (started if needed), dropped
@@ -60,7 +65,7 @@ def demo_file(data_dir: Path, lines: int) -> Path:
     return out
 
 
-def bench_one(path: Path, label: str) -> dict[str, object]:
+def bench_one(path: Path, label: str, checkout: Path | None = None) -> dict[str, object]:
     import psycopg
 
     from insiders.db import resolve_target
@@ -73,15 +78,18 @@ def bench_one(path: Path, label: str) -> dict[str, object]:
         with contextlib.suppress(psycopg.errors.InsufficientPrivilege):
             conn.execute("checkpoint")  # what earlier loads left to write out is not charged to this one
     try:
+        env = dict(os.environ)
+        if checkout is not None:
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(checkout / "python_jobs"), env.get("PYTHONPATH")]))
         done = subprocess.run([sys.executable, __file__, "--child", str(path), replace(target, dbname=name).url],
-                              check=True, capture_output=True, text=True)
+                              check=True, capture_output=True, text=True, env=env)
         figures = json.loads(done.stdout.strip().splitlines()[-1])
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
             conn.execute(f'drop database if exists "{name}" with (force)')
-    figures["label"] = label
+    figures["label"] = label = f"{label} [{checkout.name if checkout else 'this'}]"
     figures["lines_per_second"] = figures["lines_read"] / figures["seconds"]
-    print(f"{label:<28} {figures['lines_read']:>11,} lines  {figures['seconds']:7.2f} s  "
+    print(f"{label:<40} {figures['lines_read']:>11,} lines  {figures['seconds']:7.2f} s  "
           f"{figures['lines_per_second']:>10,.0f} lines/s  peak RSS {figures['peak_rss_mib']:6.0f} MiB "
           f"(after imports {figures['rss_before_mib']:.0f} MiB)  rejected {figures['lines_rejected']:,}", flush=True)
     return figures
@@ -96,6 +104,8 @@ def main() -> None:
     parser.add_argument("--real", type=Path, default=REAL_FILE, help="the real UCI file (Parquet)")
     parser.add_argument("--no-real", action="store_true", help="skip the real file")
     parser.add_argument("--repeat", type=int, default=1, help="loads of each file (each into a fresh database)")
+    parser.add_argument("--against", type=Path, action="append", default=[],
+                        help="another checkout whose loader is measured in turn with this one's (repeatable)")
     parser.add_argument("--child", nargs=2, metavar=("FILE", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -110,8 +120,13 @@ def main() -> None:
     files += [(demo_file(args.data_dir, n), f"demo csv {n:,}") for n in args.lines]
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores", flush=True)
     for path, label in files:
+        seconds: dict[Path | None, list[float]] = {}
         for _ in range(args.repeat):
-            bench_one(path, label)
+            for checkout in [None, *args.against]:
+                seconds.setdefault(checkout, []).append(float(bench_one(path, label, checkout)["seconds"]))
+        for checkout in args.against:
+            ratio = sum(seconds[checkout]) / sum(seconds[None])
+            print(f"{label}: {checkout.name} took {ratio:.2f}x the time of this loader", flush=True)
 
 
 if __name__ == "__main__":

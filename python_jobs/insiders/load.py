@@ -3,10 +3,12 @@
 Every line read is loaded, found to be a duplicate of a line already loaded, or kept in raw.rejected_invoice_lines
 with its reason: read = loaded + duplicate + rejected. A line is identified by its natural key (invoice, stock code,
 quantity, price, date-time, customer) and its occurrence: the k-th line of a sheet with that key is occurrence k, so
-a file's own repeated lines all stay, and another file or sheet repeating them adds nothing. The lines are copied
-into a temporary table, then inserted in one statement that numbers the occurrences and skips the keys already
-held (`on conflict do nothing` on the unique index invoice_lines_natural_key): set-based, whatever the order in
-which overlapping files are loaded.
+a file's own repeated lines all stay, and another file or sheet repeating them adds nothing, whatever the order in
+which overlapping files are loaded. The occurrences are numbered as the blocks stream past (occurrence.py; the
+server renumbers the few invoices spread wider than its window) and the lines are copied straight into
+raw.invoice_lines; then, only when lines of other batches (or other sheets) share the batch's period, one statement
+deletes the batch's lines already held. Loads take turns on the table (a lock that readers pass), so no unique
+index has to be kept up to date line by line: that index made loading twice as slow.
 
 CSV and Parquet are read with pyarrow in blocks of bounded size (CSV: the streaming reader, every field as text;
 Parquet: a batch at a time), checked and typed column-wise with pyarrow.compute, and streamed into one `COPY` per
@@ -52,6 +54,7 @@ from psycopg.copy import LibpqWriter
 
 from . import db
 from .errors import InsidersError
+from .occurrence import OccurrenceCounter
 from .progress import track
 
 log = logging.getLogger(__name__)
@@ -120,15 +123,41 @@ LINES_SCHEMA = pa.schema([
     ("invoiced_at", pa.timestamp("s")), ("unit_price", pa.float64()), ("customer_id", pa.int64()),
     ("country", pa.string()),
 ])
-COPY_LINES = ("copy incoming_lines (batch_id, " + ", ".join(RAW_COLUMNS) + ")"
+COPY_LINES = ("copy invoice_lines (batch_id, " + ", ".join(RAW_COLUMNS) + ", line_occurrence)"
               " from stdin (format csv, encoding 'utf8')")
-NATURAL_KEY = "invoice_no, stock_code, quantity, unit_price, invoiced_at, customer_id"
-# the occurrences are numbered in the order of the unique index, which the new lines then enter in sequence
-INSERT_NEW_LINES = (
-    "insert into invoice_lines (batch_id, " + ", ".join(RAW_COLUMNS) + ", line_occurrence)"
-    " select batch_id, " + ", ".join(RAW_COLUMNS) + ", row_number() over (partition by " + NATURAL_KEY +
-    ", source_sheet order by source_line) from incoming_lines"
-    " on conflict (" + NATURAL_KEY + ", line_occurrence) do nothing"
+NATURAL_KEY = ("invoice_no", "stock_code", "quantity", "unit_price", "invoiced_at", "customer_id")
+
+
+def _renumber_sql(where: str) -> str:
+    """Renumbers the occurrences of the batch's lines selected by `where` (over `lines`) in one statement."""
+    partition = ", ".join(f"lines.{column}" for column in NATURAL_KEY)
+    return (
+        "update invoice_lines set line_occurrence = numbered.occurrence from ("
+        " select lines.source_sheet, lines.source_line, row_number() over (partition by " + partition +
+        ", lines.source_sheet order by lines.source_line) as occurrence from invoice_lines as lines " + where +
+        ") as numbered where invoice_lines.batch_id = %(batch_id)s"
+        " and invoice_lines.source_sheet = numbered.source_sheet and invoice_lines.source_line = numbered.source_line"
+        " and invoice_lines.line_occurrence != numbered.occurrence"
+    )
+
+
+# the invoices whose lines the client could not number alone (spread over more than its window), or every line
+RENUMBER_INVOICES = _renumber_sql(
+    "inner join unnest(%(sheets)s::text[], %(invoices)s::text[]) as unresolved (source_sheet, invoice_no)"
+    " on lines.source_sheet = unresolved.source_sheet and lines.invoice_no = unresolved.invoice_no"
+    " where lines.batch_id = %(batch_id)s")
+RENUMBER_BATCH = _renumber_sql("where lines.batch_id = %(batch_id)s")
+# whether lines of other batches share the batch's period (a BRIN index on invoiced_at finds them)
+HELD_IN_PERIOD = ("select exists (select 1 from invoice_lines where invoiced_at between %(first)s and %(last)s"
+                  " and batch_id != %(batch_id)s)")
+# the batch's lines whose key and occurrence another batch holds, or an earlier sheet (by name) of this one
+DELETE_HELD_LINES = (
+    "delete from invoice_lines as incoming using invoice_lines as held"
+    " where incoming.batch_id = %(batch_id)s and held.invoiced_at between %(first)s and %(last)s"
+    " and (held.batch_id != %(batch_id)s or held.source_sheet < incoming.source_sheet)"
+    " and held.line_occurrence = incoming.line_occurrence"
+    " and held.customer_id is not distinct from incoming.customer_id"
+    + "".join(f" and held.{column} = incoming.{column}" for column in NATURAL_KEY if column != "customer_id")
 )
 COPY_REJECTS = ("copy rejected_invoice_lines (batch_id, " + ", ".join(REJECT_COLUMNS) + ")"
                 " from stdin (format csv, encoding 'utf8')")
@@ -855,13 +884,19 @@ def _copy_data(good: pa.Table, batch_id: int) -> pa.Buffer:
 
 
 class _LinesWriter(LibpqWriter):
-    """Writes the lines' COPY from a thread of its own: tables of checked lines are queued (at most
-    COPY_QUEUE_DEPTH), turned into COPY csv and sent there, so that the next block is read and checked while the
-    previous one is written out and stored by the server."""
+    """Writes the lines' COPY from a thread of its own: tables of checked lines are numbered (each line's
+    occurrence of its natural key, in the caller's thread: measured faster than in the writer's, which then had
+    the GIL to share with both), queued (at most COPY_QUEUE_DEPTH), turned into COPY csv and sent there, so that
+    the next block is read and checked while the previous one is written out and stored by the server. It notes
+    the period the lines cover and their sheets, for the duplicates' search."""
 
     def __init__(self, cursor: psycopg.Cursor, batch_id: int):
         super().__init__(cursor)
         self.batch_id = batch_id
+        self.occurrences = OccurrenceCounter()
+        self.first: datetime | None = None
+        self.last: datetime | None = None
+        self.sheets: set[str] = set()
         self._tables: queue.Queue[pa.Table | None] = queue.Queue(maxsize=COPY_QUEUE_DEPTH)
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -875,13 +910,21 @@ class _LinesWriter(LibpqWriter):
             while self._tables.get() is not None:
                 pass
 
+    def _numbered(self, table: pa.Table) -> pa.Table:
+        sheet = table.column("source_sheet")[0].as_py()
+        self.sheets.add(sheet)
+        span = pc.min_max(table.column("invoiced_at")).as_py()
+        self.first = span["min"] if self.first is None else min(self.first, span["min"])
+        self.last = span["max"] if self.last is None else max(self.last, span["max"])
+        return table.append_column("line_occurrence", self.occurrences.number(table, sheet))
+
     def put(self, table: pa.Table) -> None:
         if self._error is not None:
             raise self._error
         if self._thread is None:
             self._thread = threading.Thread(target=self._send, name="insiders-copy", daemon=True)
             self._thread.start()
-        self._tables.put(table)
+        self._tables.put(self._numbered(table))
 
     def finish(self, exc: BaseException | None = None) -> None:
         if self._thread is not None:
@@ -983,6 +1026,26 @@ def _user_errors(path: Path, conn: psycopg.Connection) -> Iterator[None]:
         raise InsidersError(f"{path.name}: cannot read the file ({_one_line(exc)})") from exc
 
 
+def _drop_held_lines(cur: psycopg.Cursor, lines: _LinesWriter, held_before: bool) -> tuple[int, bool]:
+    """Complete the occurrences the client could not number alone, then delete the batch's lines already held
+    (by another batch, or by an earlier sheet of this one): how many were deleted, and whether the table's
+    statistics were refreshed on the way."""
+    occurrences, batch = lines.occurrences, {"batch_id": lines.batch_id, "first": lines.first, "last": lines.last}
+    renumber = occurrences.renumber_all or bool(occurrences.unresolved)
+    # a first load, or a period no other batch covers (a new day): nothing to compare
+    compare = len(lines.sheets) > 1 or (held_before and cur.execute(HELD_IN_PERIOD, batch).fetchone()[0])
+    if not (renumber or compare):
+        return 0, False
+    # without the batch in the statistics the planner takes it for a few lines and loops over it
+    cur.execute("analyze invoice_lines")
+    if occurrences.renumber_all:
+        cur.execute(RENUMBER_BATCH, batch)
+    elif occurrences.unresolved:
+        sheets, invoices = zip(*sorted(occurrences.unresolved), strict=True)
+        cur.execute(RENUMBER_INVOICES, {**batch, "sheets": list(sheets), "invoices": list(invoices)})
+    return (cur.execute(DELETE_HELD_LINES, batch).rowcount if compare else 0), True
+
+
 def load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None = None, replace: bool = False,
               progress: bool = False) -> LoadResult:
     """Load one file in one transaction; a file whose content is already loaded is skipped unless `replace`."""
@@ -1030,10 +1093,10 @@ def _load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None, repla
             (existing[0] if existing else None, path.name, str(source.path), sha256, sheet_selection,
              source.file_format, started_at, started_at),
         ).fetchone()[0]
-        # the lines read, before the ones already held are told apart: dropped with the transaction
-        conn.execute("drop table if exists pg_temp.incoming_lines")
-        conn.execute("create temporary table incoming_lines on commit drop as select batch_id, "
-                     + ", ".join(RAW_COLUMNS) + " from invoice_lines with no data")
+        # loads take turns on the lines (the commands' writer lock aside): the duplicates' search below must see
+        # every line loaded before it, and no other load may add one until this one commits; readers go on
+        conn.execute("lock table invoice_lines in share row exclusive mode")
+        held_before = conn.execute("select exists (select 1 from invoice_lines)").fetchone()[0]
         staged = 0
         with (conn.cursor() as cur,
               tempfile.SpooledTemporaryFile(max_size=REJECT_SPOOL_BYTES, mode="w+", encoding="utf-8",
@@ -1051,7 +1114,8 @@ def _load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None, repla
                     if tracker is not None:
                         tracker.update(staged + rejects.count)
             rejects.copy(cur)
-            loaded = cur.execute(INSERT_NEW_LINES).rowcount if staged else 0
+            deleted, analyzed = _drop_held_lines(cur, lines, held_before) if staged else (0, False)
+            loaded = staged - deleted
         duplicate = staged - loaded
         rejected, examples = rejects.count, rejects.examples
         conn.execute(
@@ -1061,7 +1125,7 @@ def _load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None, repla
             (source.layout, source.encoding, source.date_format, staged + rejected, loaded, duplicate, rejected,
              batch_id),
         )
-        if loaded >= ANALYZE_MIN_LINES:
+        if loaded >= ANALYZE_MIN_LINES and not analyzed:
             conn.execute("analyze invoice_lines")  # statistics for the planner, before dbt reads the lines
     result = LoadResult(path, batch_id, staged + rejected, loaded, rejected, lines_duplicate=duplicate,
                         seconds=time.perf_counter() - started, date_format=source.date_format,

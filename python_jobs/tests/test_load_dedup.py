@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from functools import partial
 from pathlib import Path
 
 import pandas as pd
@@ -9,8 +11,10 @@ import psycopg
 import pyarrow.parquet as pq
 import pytest
 
+from insiders import load
 from insiders.dbt_runner import run_dbt
 from insiders.load import load_file
+from insiders.occurrence import OccurrenceCounter
 from insiders.settings import Paths
 
 from .test_load import II_HEADER, ROWS, UCI_HEADER, write_csv
@@ -144,6 +148,63 @@ def test_a_database_from_before_the_natural_key_is_migrated(tmp_path, conn):
     assert batch_counts(conn)[:2] == [(3, 3, 0, 0), (4, 1, 2, 1)]
     assert conn.execute("select batch_id, source_line, line_occurrence from raw.invoice_lines where batch_id < 3"
                         " order by 1, 2").fetchall() == [(1, 2, 1), (1, 3, 2), (1, 4, 1), (2, 4, 1)]
+
+
+@pytest.mark.parametrize("max_unresolved", [100, 0], ids=["invoices", "whole-batch"])
+def test_repeats_farther_apart_than_the_window_are_numbered_by_the_server(tmp_path, conn, monkeypatch,
+                                                                            max_unresolved):
+    """Blocks of 2 lines and a window of 1: the line repeated 4 lines later is numbered by the server (its invoice
+    renumbered, or with too many such invoices the whole batch), as if the file had been read at once."""
+    monkeypatch.setattr(load, "CHUNK_LINES", 2)
+    monkeypatch.setattr(load, "OccurrenceCounter",
+                        partial(OccurrenceCounter, window=1, max_unresolved=max_unresolved))
+    far_apart = [ROWS[0], ROWS[1], ROWS[2], ROWS[3], ROWS[0], ROWS[4], ROWS[0]]
+    first = load_file(conn, write_csv(tmp_path / "far.csv", UCI_HEADER, far_apart))
+    assert (first.lines_loaded, first.lines_duplicate) == (7, 0)
+    assert conn.execute("select line_occurrence from raw.invoice_lines where invoice_no = %s order by source_line",
+                        (ROWS[0][0],)).fetchall() == [(1,), (2,), (3,)]
+    again = load_file(conn, write_csv(tmp_path / "again.csv", UCI_HEADER, [ROWS[0]] * 4))
+    assert (again.lines_loaded, again.lines_duplicate) == (1, 3)
+
+
+def test_two_loads_at_once_take_turns_on_the_lines(tmp_path, target):
+    """Without the commands' writer lock (load_file called directly): overlapping files loaded at the same time
+    still give each line once, the second load waiting for the first to commit."""
+    lines = [[str(600000 + i), "22633", "HAND WARMER", 1 + i % 7, f"12/{1 + i % 28}/2010 10:00", 1.85, 17850,
+              "United Kingdom"] for i in range(40_000)]
+    files = [write_csv(tmp_path / "a.csv", UCI_HEADER, lines[:30_000]),
+             write_csv(tmp_path / "b.csv", UCI_HEADER, lines[10_000:])]
+    with psycopg.connect(target.url) as connection:  # the tables exist: only the lines' lock is at stake
+        load.ensure_raw_schema(connection)
+    results: list[load.LoadResult] = []
+    start = threading.Barrier(2)
+
+    def one(path: Path) -> None:
+        with psycopg.connect(target.url) as connection:
+            start.wait()
+            results.append(load_file(connection, path))
+
+    threads = [threading.Thread(target=one, args=(path,)) for path in files]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted((r.lines_loaded, r.lines_duplicate) for r in results) == [(10_000, 20_000), (30_000, 0)]
+    with psycopg.connect(target.url) as connection:
+        assert counts(connection)[0] == 40_000
+
+
+def test_a_database_with_the_unique_index_drops_it(tmp_path, conn):
+    load_file(conn, write_csv(tmp_path / "year.csv", UCI_HEADER, YEAR))
+    conn.execute("drop index raw.invoice_lines_invoiced_at")
+    conn.execute("create unique index invoice_lines_natural_key on raw.invoice_lines (invoice_no, stock_code,"
+                 " quantity, unit_price, invoiced_at, customer_id, line_occurrence) nulls not distinct")
+    conn.commit()
+    month = load_file(conn, write_csv(tmp_path / "month.csv", UCI_HEADER, [*MONTH, NEW_IN_MONTH]))
+    assert (month.lines_loaded, month.lines_duplicate) == (1, 4)
+    indexes = {name for (name,) in conn.execute(
+        "select indexname from pg_indexes where schemaname = 'raw' and tablename = 'invoice_lines'")}
+    assert indexes == {"invoice_lines_pkey", "invoice_lines_invoiced_at"}
 
 
 def test_dbt_accounts_for_duplicates_and_guards_the_counts(tmp_path, target, test_paths: Paths):

@@ -145,7 +145,7 @@ def test_two_runs_at_once_one_completes_and_the_other_waits_or_refuses(target, t
 
 def test_a_load_killed_mid_file_leaves_nothing_and_loads_again(target, test_paths, demo_csv, monkeypatch):
     process = _start(["load", str(demo_csv)], target, test_paths)
-    _wait_for_query(target, "copy incoming_lines%", process)
+    _wait_for_query(target, "copy invoice_lines%", process)
     _kill(process, target)
     assert _counts(target) == (0, 0)
     monkeypatch.setenv("INSIDERS_DSN", target.url)
