@@ -1,12 +1,22 @@
--- For every as-of date in the mart, gross revenue summed over customers equals the purchase revenue of the
--- kept lines up to that date, recomputed here from the lines rather than the invoice rollup.
-with mart as (
+-- For every as-of date this build wrote (every date in the mart when dbt is run by hand), gross revenue summed
+-- over customers equals the purchase revenue of the kept lines up to that date, recomputed here from the lines
+-- rather than the invoice rollup. Dates built earlier are history: lines loaded since may be dated before them.
+with requested_dates as (
+
+    select as_of_date from {{ source('control', 'feature_dates') }}
+
+),
+
+mart as (
 
     select
         as_of_date,
         sum(gross_revenue) as gross_revenue,
         sum(returned_value) as returned_value
     from {{ ref('fct_customer_features') }}
+    where
+        as_of_date in (select requested_dates.as_of_date from requested_dates)
+        or not exists (select 1 from requested_dates)
     group by as_of_date
 
 ),
