@@ -20,7 +20,7 @@
             {%- set where = where | replace('__current_as_of_date__', current) -%}
         {%- endif -%}
         {%- if '__loaded_now__' in where -%}
-            {%- set where = where | replace('__loaded_now__', '(batch_id in (' ~ batches_loaded_now() ~ '))') -%}
+            {%- set where = where | replace('__loaded_now__', '(' ~ in_batches_loaded_now() ~ ')') -%}
         {%- endif -%}
         {%- if '__written_now__' in where -%}
             {%- set where = where | replace('__written_now__',

@@ -143,9 +143,11 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
         with conn.cursor().copy("copy feature_builds (as_of_date, lines_loaded_through) from stdin") as copy:
             for day in missing:
                 copy.write_row((day, loaded_through))
-        # inner backtests measured on the old features of a restated cutoff are measured again
+        # inner backtests and forecast calibrations measured on the old features of a restated date, again
         if conn.execute("select to_regclass('inner_backtests') is not null").fetchone()[0]:
             conn.execute("delete from inner_backtests where cutoff_date = any(%s)", (missing,))
+        if conn.execute("select to_regclass('forecast_calibrations') is not null").fetchone()[0]:
+            conn.execute("delete from forecast_calibrations where window_start = any(%s)", (missing,))
     return missing
 
 

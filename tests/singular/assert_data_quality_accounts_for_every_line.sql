@@ -1,13 +1,13 @@
 -- Per batch, lines counted by rpt_data_quality (kept + each rule + rejected) equal the lines read from the file,
 -- and the revenue it counts equals the revenue of the staged lines. The batches this build loads (every batch
--- when it loads none, macro batches_loaded_now): the others' lines and counts have not changed.
+-- when it loads none, macro in_batches_loaded_now): the others' lines and counts have not changed.
 with batches as (
 
     select
         batch_id,
         lines_read
     from {{ ref('stg_online_retail__load_batches') }}
-    where batch_id in ({{ batches_loaded_now() }})
+    where {{ in_batches_loaded_now() }}
 
 ),
 
@@ -18,7 +18,7 @@ counted as (
         sum(n_lines) as n_lines,
         sum(line_revenue) as line_revenue
     from {{ ref('rpt_data_quality') }}
-    where batch_id in (select batches.batch_id from batches)
+    where {{ in_batches_loaded_now() }}
     group by batch_id
 
 ),
@@ -29,7 +29,7 @@ staged as (
         batch_id,
         sum(line_revenue) as line_revenue
     from {{ ref('stg_online_retail__invoice_lines') }}
-    where batch_id in (select batches.batch_id from batches)
+    where {{ in_batches_loaded_now() }}
     group by batch_id
 
 )

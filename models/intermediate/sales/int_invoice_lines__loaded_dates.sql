@@ -15,26 +15,16 @@
     (macro changed_invoice_dates). Built before the line checks, so that their tests can check only the lines
     of the loads this build logged (macro get_where_subquery).
 -#}
-with load_batches as (
+{%- set new_batches = batches_not_held(this) %}
 
-    select * from {{ ref('stg_online_retail__load_batches') }}
-
-),
-
-loads_to_log as (
+with loads_to_log as (
 
     -- the batches as loaded now that are not logged yet
     select
         load_batches.batch_id,
         load_batches.loaded_at as batch_loaded_at
-    from load_batches
-    {%- if is_incremental() %}
-        where not exists (
-                select 1
-                from {{ this }} as logged
-                where logged.batch_id = load_batches.batch_id and logged.batch_loaded_at = load_batches.loaded_at
-            )
-    {%- endif %}
+    from {{ ref('stg_online_retail__load_batches') }} as load_batches
+    where {{ in_batches('load_batches.batch_id', new_batches) }}
 
 ),
 
@@ -45,7 +35,7 @@ lines_by_date as (
         staged_lines.invoice_date,
         count(*) as n_lines
     from {{ ref('stg_online_retail__invoice_lines') }} as staged_lines
-    where staged_lines.batch_id in (select loads_to_log.batch_id from loads_to_log)
+    where {{ in_batches('staged_lines.batch_id', new_batches) }}
     group by staged_lines.batch_id, staged_lines.invoice_date
 
 ),

@@ -21,9 +21,12 @@
     tests for the loads of this build.
 -#}
 -- depends_on: {{ ref('int_invoice_lines__loaded_dates') }}
+{%- set new_batches = batches_not_held(this) %}
+
 with staged_lines as (
 
     select * from {{ ref('stg_online_retail__invoice_lines') }}
+    where {{ in_batches('batch_id', new_batches) }}
 
 ),
 
@@ -60,19 +63,12 @@ product_flagged_lines as (
 batches_to_check as (
 
     -- batches not in the table as loaded now: new ones, and ones loaded again (a new loaded_at), whose earlier
-    -- lines the pre-hook removed, so a batch with any line here is checked. Compared batch by batch (one index
-    -- probe each), not against the latest loaded_at seen, so a batch committed out of order is never skipped.
+    -- lines the pre-hook removes (macro batches_not_held)
     select
         load_batches.batch_id,
         load_batches.loaded_at
     from load_batches
-    {%- if is_incremental() %}
-        where not exists (
-                select 1
-                from {{ this }} as built
-                where built.batch_id = load_batches.batch_id
-            )
-    {%- endif %}
+    where {{ in_batches('load_batches.batch_id', new_batches) }}
 
 ),
 

@@ -13,28 +13,9 @@
     rpt_data_quality reports, counted once per batch. Built batch by batch like int_invoice_lines__rule_checks:
     a build counts the batches loaded since the last one, and a batch loaded again is counted again.
 -#}
-with load_batches as (
+{%- set new_batches = batches_not_held(this) %}
 
-    select * from {{ ref('stg_online_retail__load_batches') }}
-
-),
-
-batches_to_count as (
-
-    -- the pre-hook removed the counts of batches loaded again, so a batch with any count here is counted
-    select load_batches.batch_id
-    from load_batches
-    {%- if is_incremental() %}
-        where not exists (
-                select 1
-                from {{ this }} as counted
-                where counted.batch_id = load_batches.batch_id
-            )
-    {%- endif %}
-
-),
-
-counted as (
+with counted as (
 
     select
         checked_lines.batch_id,
@@ -44,8 +25,8 @@ counted as (
         sum(checked_lines.line_revenue) as line_revenue,
         sum(checked_lines.line_revenue) filter (where checked_lines.quantity > 0) as purchase_revenue
     from {{ ref('int_invoice_lines__rule_checks') }} as checked_lines
-    inner join batches_to_count
-        on checked_lines.batch_id = batches_to_count.batch_id
+    -- new batches and batches loaded again (whose earlier counts the pre-hook removes)
+    where {{ in_batches('checked_lines.batch_id', new_batches) }}
     group by checked_lines.batch_id, checked_lines.batch_loaded_at, coalesce(checked_lines.removed_by_rule, 'kept')
 
 )
