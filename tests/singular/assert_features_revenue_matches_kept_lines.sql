@@ -1,6 +1,7 @@
 -- For every as-of date this build wrote (every date in the mart when dbt is run by hand), gross revenue summed
 -- over customers equals the purchase revenue of the kept lines up to that date, recomputed here from the lines
--- rather than the invoice rollup. Dates built earlier are history: lines loaded since may be dated before them.
+-- rather than the invoice rollup: the kept lines' revenue counted per batch, less the lines dated after the date.
+-- Dates built earlier are history: lines loaded since may be dated before them.
 with requested_dates as (
 
     select as_of_date from {{ source('control', 'feature_dates') }}
@@ -21,15 +22,37 @@ mart as (
 
 ),
 
+kept_revenue as (
+
+    -- every kept line's purchase revenue, counted from the lines batch by batch (int_invoice_lines__rule_counts)
+    select sum(purchase_revenue) as gross_revenue
+    from {{ ref('int_invoice_lines__rule_counts') }}
+    where rule = 'kept'
+
+),
+
+later_revenue as (
+
+    -- less the kept lines dated after each date: few for a recent date, read through the index on invoice_date
+    select
+        mart.as_of_date,
+        sum(kept.line_revenue) as gross_revenue
+    from mart
+    inner join {{ ref('int_invoice_lines__cleaned') }} as kept
+        on kept.invoice_date > mart.as_of_date
+    where kept.quantity > 0
+    group by mart.as_of_date
+
+),
+
 lines as (
 
     select
         mart.as_of_date,
-        sum(kept.line_revenue) filter (where kept.quantity > 0) as gross_revenue
+        kept_revenue.gross_revenue - coalesce(later_revenue.gross_revenue, 0) as gross_revenue
     from mart
-    inner join {{ ref('int_invoice_lines__cleaned') }} as kept
-        on mart.as_of_date >= kept.invoice_date
-    group by mart.as_of_date
+    cross join kept_revenue
+    left join later_revenue on mart.as_of_date = later_revenue.as_of_date
 
 )
 
