@@ -39,7 +39,7 @@ later_revenue as (
         sum(kept.line_revenue) as gross_revenue
     from mart
     inner join {{ ref('int_invoice_lines__cleaned') }} as kept
-        on kept.invoice_date > mart.as_of_date
+        on mart.as_of_date < kept.invoice_date
     where kept.quantity > 0
     group by mart.as_of_date
 

@@ -118,24 +118,20 @@ recomputed as (
 
 ),
 
-first_purchases as (
-
-    select * from read_pairs where first_bought_on is not null
-    union all
-    -- a null first day marks a pair with no purchase left: the post-hook removes it
-    select * from recomputed
-
-)
-
-{%- else %}
-
-first_purchases as (
-
-    select * from first_in_read_lines
-
-)
-
 {%- endif %}
+
+first_purchases as (
+
+    {%- if is_incremental() %}
+        select * from read_pairs where first_bought_on is not null
+        union all
+        -- a null first day marks a pair with no purchase left: the post-hook removes it
+        select * from recomputed
+    {%- else %}
+        select * from first_in_read_lines
+    {%- endif %}
+
+)
 
 select
     cast(customer_id as bigint) as customer_id,

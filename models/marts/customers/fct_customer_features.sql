@@ -130,8 +130,10 @@ per_customer as (
         coalesce(sum(returned_items) filter (where age_days < 365), 0) as n_returned_items_365d,
         -- each purchase counts half as much every `revenue_half_life_days`: recent spend weighs more. The weight
         -- in double precision: numeric power() took most of the statement's time, for digits far below the 4 kept
-        sum(purchase_revenue * cast(power(0.5, age_days / cast({{ var('revenue_half_life_days') }} as float)) as numeric))
-            as decayed_revenue
+        sum(
+            purchase_revenue
+            * cast(power(0.5, age_days / cast({{ var('revenue_half_life_days') }} as float)) as numeric)
+        ) as decayed_revenue
     from customer_days
     group by as_of_date, customer_id
 
