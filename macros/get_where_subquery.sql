@@ -1,8 +1,16 @@
 {#-
-    dbt's `where` config for data tests, plus one placeholder: `__current_as_of_date__` stands for the as-of date
-    the segment marts present (dim_customers'). A test's `where` cannot call ref() (dbt renders it while
-    parsing), and the relationships to dim_customers hold only up to that date: a customer first seen later is
-    not in dim_customers yet. Used only by tests that ref dim_customers already (their `to`).
+    dbt's `where` config for data tests, plus placeholders expanded when the test runs (a test's `where` cannot
+    call ref() or source(): dbt renders it while parsing, and checks a test's relations against its parents):
+    - `__current_as_of_date__`: the as-of date the segment marts present (dim_customers'). The relationships to
+      dim_customers hold only up to that date: a customer first seen later is not in dim_customers yet. Used only
+      by tests that ref dim_customers already (their `to`).
+    - `__loaded_now__`: the row's batch is one this build loads (macro batches_loaded_now: the loads it logged or
+      has not logged yet; every batch when there are none). The line tables are built batch by batch and lines
+      of different batches never share a key, so checking those batches checks every line that changed.
+    - `__written_now__`: the row carries the latest `lines_loaded_through` of its table: the invoice dates this
+      build rebuilt (every row after a first build or a full refresh). Keys of those tables include the date.
+    - `__as_of_dates_built_now__`: the row's as_of_date is one `insiders` asked this build for
+      (control.feature_dates); every date when none was asked (dbt run by hand). Other dates are not rewritten.
 -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
@@ -10,6 +18,20 @@
         {%- if '__current_as_of_date__' in where -%}
             {%- set current = '(select max(as_of_date) from ' ~ ref('dim_customers') ~ ')' -%}
             {%- set where = where | replace('__current_as_of_date__', current) -%}
+        {%- endif -%}
+        {%- if '__loaded_now__' in where -%}
+            {%- set where = where | replace('__loaded_now__', '(' ~ in_batches_loaded_now() ~ ')') -%}
+        {%- endif -%}
+        {%- if '__written_now__' in where -%}
+            {%- set where = where | replace('__written_now__',
+                '(lines_loaded_through = (select max(lines_loaded_through) from ' ~ relation ~ '))') -%}
+        {%- endif -%}
+        {%- if '__as_of_dates_built_now__' in where -%}
+            {%- set requested = api.Relation.create(database=relation.database,
+                schema=generate_schema_name('control', none) | trim, identifier='feature_dates') -%}
+            {%- set asked = '(select as_of_date from ' ~ requested ~ ')' -%}
+            {%- set where = where | replace('__as_of_dates_built_now__',
+                '(as_of_date in ' ~ asked ~ ' or not exists ' ~ asked ~ ')') -%}
         {%- endif -%}
         {%- do return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') as dbt_subquery') -%}
     {%- else -%}

@@ -35,14 +35,14 @@ batches as (
 
 checked_lines as (
 
+    -- counted batch by batch as they are loaded, not over every line at each build
     select
         batch_id,
-        coalesce(removed_by_rule, 'kept') as rule,
-        count(*) as n_lines,
-        sum(line_revenue) as line_revenue,
-        sum(line_revenue) filter (where quantity > 0) as purchase_revenue
-    from {{ ref('int_invoice_lines__rule_checks') }}
-    group by batch_id, coalesce(removed_by_rule, 'kept')
+        rule,
+        n_lines,
+        line_revenue,
+        purchase_revenue
+    from {{ ref('int_invoice_lines__rule_counts') }}
 
 ),
 

@@ -121,7 +121,8 @@ def backtest_cutoff(paths: Paths, target: Target, cutoff: date, program: Program
         log.debug("backtest at %s: %s lines up to the cutoff in %s", cutoff, f"{copied:,}", scratch.dbname)
         stages.build_features(scratch_paths, scratch, [cutoff], program)
         with db.connect(scratch) as conn:
-            result = run_clustering(conn, scratch_paths, as_of=cutoff, config=cluster_config, program=program)
+            result = run_clustering(conn, scratch_paths, as_of=cutoff, config=cluster_config, program=program,
+                                    every_candidate=True)
         groups = rule_groups(result, program)
         # only now does the scratch database see the horizon
         copy_lines(target, scratch, cutoff, cutoff + timedelta(days=program.horizon_days))

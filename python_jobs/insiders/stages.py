@@ -68,6 +68,32 @@ def lines_loaded_since_last_build(conn: psycopg.Connection) -> bool:
     ).fetchone()[0]
 
 
+# built whole by earlier versions, now by invoice date with a stamp column on every row
+DATED_LINE_TABLES = ("fct_customer_daily_sales", "int_customer_invoices")
+
+
+def retire_whole_line_tables(conn: psycopg.Connection) -> bool:
+    """Drop, once, the line tables an earlier version built whole, so that the next build creates them by invoice
+    date (an incremental build cannot stamp the rows it does not rewrite); whether any of them is missing now
+    (dropped here, or by a run that failed before building them again), in which case the caller must build."""
+    missing = False
+    # before the load log existed, the line checks' batch versions were not logged: checked again from scratch once
+    unlogged = conn.execute("select to_regclass('int_invoice_lines__loaded_dates') is null"
+                            " and to_regclass('int_invoice_lines__rule_checks') is not null").fetchone()[0]
+    if unlogged:
+        log.info("the line checks were built before the load log: dropped, built again with it")
+        conn.execute("drop table int_invoice_lines__rule_checks cascade")
+    for table in DATED_LINE_TABLES:
+        exists, stamped = conn.execute(
+            "select to_regclass(%s) is not null, exists (select 1 from pg_attribute where attrelid = to_regclass(%s)"
+            " and attname = 'lines_loaded_through' and not attisdropped)", (table, table)).fetchone()
+        if exists and not stamped:
+            log.info("%s was built whole by an earlier version: dropped, built again by invoice date", table)
+            conn.execute(f"drop table {table}")
+        missing = missing or not stamped
+    return missing
+
+
 def latest_load(conn: psycopg.Connection) -> datetime | None:
     """When the latest batch was loaded (None before any load)."""
     return conn.execute("select max(loaded_at) from load_batches").fetchone()[0]
@@ -98,7 +124,8 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
         already_built = built_dates(conn)
         restated = sorted(stale_dates(conn, rebuild, loaded_through) & already_built)
         missing = sorted((set(needed) - already_built) | set(restated))
-        new_lines = lines_loaded_since_last_build(conn)
+        # tables dropped to be built by date are built again like new lines, even with no date to build
+        new_lines = retire_whole_line_tables(conn) | lines_loaded_since_last_build(conn)
         conn.commit()
     if not missing:
         log.debug("features for %d as-of dates are built already%s; kept as they are", len(needed),
@@ -116,15 +143,20 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
         with conn.cursor().copy("copy feature_builds (as_of_date, lines_loaded_through) from stdin") as copy:
             for day in missing:
                 copy.write_row((day, loaded_through))
-        # inner backtests measured on the old features of a restated cutoff are measured again
+        # inner backtests and forecast calibrations measured on the old features of a restated date, again
         if conn.execute("select to_regclass('inner_backtests') is not null").fetchone()[0]:
             conn.execute("delete from inner_backtests where cutoff_date = any(%s)", (missing,))
+        if conn.execute("select to_regclass('forecast_calibrations') is not null").fetchone()[0]:
+            conn.execute("delete from forecast_calibrations where window_start = any(%s)", (missing,))
     return missing
 
 
 def build_sales(paths: Paths, target: Target) -> None:
     """dbt: the line tables, the daily sales mart and the data-quality report and checks over every line loaded,
     feature dates untouched (what a backtest measures its horizon on)."""
+    with db.connect(target) as conn:
+        retire_whole_line_tables(conn)
+        conn.commit()
     invoke_dbt(paths, target, ["build", "--select", "+fct_customer_daily_sales", "+rpt_data_quality_checks"])
 
 
@@ -162,6 +194,9 @@ def requested_dates(target: Target, table: str, dates: Iterable[date]) -> Iterat
             with conn.cursor().copy(f"copy {table} (as_of_date) from stdin") as copy:
                 for day in sorted(set(dates)):
                     copy.write_row((day,))
+        # the planner's count of the dates: never analysed, the table was taken for 2,550 rows, and a statement
+        # for one date planned as if for thousands (aggregates spilled to disk)
+        conn.execute(f"analyze {table}")
         conn.commit()
         try:
             yield

@@ -76,3 +76,67 @@ def test_line_tables_grow_batch_by_batch_and_a_replaced_file_counts_once(target,
     assert count(target, "select count(*) from marts.fct_customer_features where as_of_date = '2011-03-01'") == 30
     assert count(target, "select count(*) from marts.fct_customer_features where as_of_date = '2011-03-02'") == 50
     assert count(target, "select count(*) from marts.fct_customer_daily_sales") == 60
+
+
+# every column but the stamp that says when a row was written
+COMPARED = {
+    "intermediate.int_invoice_lines__rule_checks": "invoice_line_id, removed_by_rule, invoice_date, customer_id",
+    "intermediate.int_customer_invoices": "customer_id, invoice_no, invoice_date, country, purchase_revenue,"
+                                          " returned_value, purchased_items, returned_items, purchase_lines,"
+                                          " distinct_products_purchased, has_purchase, has_return",
+    "intermediate.int_customer_products": "customer_id, stock_code, first_bought_on",
+    "intermediate.int_invoice_lines__rule_counts": "batch_id, rule, n_lines, line_revenue, purchase_revenue",
+    "marts.fct_customer_daily_sales": "customer_id, invoice_date, gross_revenue, returned_value, net_revenue,"
+                                      " has_purchase",
+    "marts.rpt_data_quality": "batch_id, rule, n_lines, line_revenue, purchase_revenue",
+    "marts.fct_customer_features": "*",
+}
+
+
+def table_rows(target, table: str, columns: str, where: str = "true") -> list[tuple]:
+    with psycopg.connect(target.url) as conn:
+        return sorted(conn.execute(f"select {columns} from {table} where {where}").fetchall(), key=repr)
+
+
+def test_days_appended_with_late_lines_and_a_reloaded_file_build_what_a_full_build_does(new_database, test_paths,
+                                                                                        tmp_path):
+    day1 = write_lines(tmp_path / "day1.csv", "3/1/2011", range(30), 600000)
+    day2 = write_lines(tmp_path / "day2.csv", "3/2/2011", range(20, 50), 700000)
+    # lines loaded late, dated inside days already built: one more product on an invoice of day 1 (its invoice row
+    # changes), a product customer 17021 first bought on day 2 now bought on day 1 (its first day moves earlier),
+    # new customers on day 1, and a return
+    late = tmp_path / "late.csv"
+    late.write_text(HEADER + "600001,99999,VASE,2,3/1/2011 10:01,4.25,17001,France\n"
+                    "600900,85200,MUG,1,3/1/2011 11:00,2.55,17021,France\n"
+                    + "".join(f"6009{c:02d},85201,MUG,3,3/1/2011 12:00,2.55,{18000 + c},Spain\n" for c in range(10))
+                    + "C600950,85203,MUG,-1,3/2/2011 15:00,2.55,17003,France\n")
+    day3 = write_lines(tmp_path / "day3.csv", "3/3/2011", range(45, 70), 800000)
+
+    appended = new_database()
+    with psycopg.connect(appended.url) as conn:
+        load_file(conn, day1)
+    build_features(test_paths, appended, [date(2011, 3, 1)], PROGRAM)
+    with psycopg.connect(appended.url) as conn:
+        load_file(conn, day2)
+    build_features(test_paths, appended, [date(2011, 3, 2)], PROGRAM)
+    with psycopg.connect(appended.url) as conn:
+        load_file(conn, late)
+        load_file(conn, day3)
+    build_features(test_paths, appended, [date(2011, 3, 3)], PROGRAM)
+    with psycopg.connect(appended.url) as conn:  # loaded again: its lines go and come back under a new load time
+        load_file(conn, day2, replace=True)
+    build_features(test_paths, appended, [date(2011, 3, 3)], PROGRAM, rebuild=[date(2011, 3, 3)])
+
+    whole = new_database()
+    with psycopg.connect(whole.url) as conn:
+        for path in (day1, day2, late, day3):
+            load_file(conn, path)
+    build_features(test_paths, whole, [date(2011, 3, 3)], PROGRAM)
+
+    for table, columns in COMPARED.items():
+        where = "as_of_date = '2011-03-03'" if table.endswith("features") else "true"
+        assert table_rows(appended, table, columns, where) == table_rows(whole, table, columns, where), table
+    assert table_rows(appended, "intermediate.int_customer_products", "first_bought_on",
+                      "customer_id = 17021 and stock_code = '85200'") == [(date(2011, 3, 1),)]
+    # the dates built before the late lines keep what they were built from (point in time)
+    assert count(appended, "select count(*) from marts.fct_customer_features where as_of_date = '2011-03-01'") == 30

@@ -9,6 +9,7 @@
     {%- if execute and load_relation(to) is none -%}
         select null as from_field where false
     {%- else -%}
-        {{ adapter.dispatch('test_relationships', 'dbt')(model, column_name, to, field) }}
+        {%- set parent = get_where_subquery(to) if '__loaded_now__' in (config.get('where') or '') else to -%}
+        {{ adapter.dispatch('test_relationships', 'dbt')(model, column_name, parent, field) }}
     {%- endif -%}
 {% endtest %}

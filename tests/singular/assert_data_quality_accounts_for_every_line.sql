@@ -1,12 +1,24 @@
 -- Per batch, lines counted by rpt_data_quality (kept + each rule + rejected) equal the lines read from the file,
--- and the revenue it counts equals the revenue of the staged lines.
-with counted as (
+-- and the revenue it counts equals the revenue of the staged lines. The batches this build loads (every batch
+-- when it loads none, macro in_batches_loaded_now): the others' lines and counts have not changed.
+with batches as (
+
+    select
+        batch_id,
+        lines_read
+    from {{ ref('stg_online_retail__load_batches') }}
+    where {{ in_batches_loaded_now() }}
+
+),
+
+counted as (
 
     select
         batch_id,
         sum(n_lines) as n_lines,
         sum(line_revenue) as line_revenue
     from {{ ref('rpt_data_quality') }}
+    where {{ in_batches_loaded_now() }}
     group by batch_id
 
 ),
@@ -17,16 +29,8 @@ staged as (
         batch_id,
         sum(line_revenue) as line_revenue
     from {{ ref('stg_online_retail__invoice_lines') }}
+    where {{ in_batches_loaded_now() }}
     group by batch_id
-
-),
-
-batches as (
-
-    select
-        batch_id,
-        lines_read
-    from {{ ref('stg_online_retail__load_batches') }}
 
 )
 

@@ -1,5 +1,6 @@
 -- Per batch, lines read = loaded + duplicate + rejected, and the loaded and rejected counts are the lines the
--- batch holds in each raw table: a line is never counted twice, nor lost between the file and the tables.
+-- batch holds in each raw table: a line is never counted twice, nor lost between the file and the tables. The
+-- batches this build loads (every batch when it loads none, macro in_batches_loaded_now): the others have not changed.
 with batches as (
 
     select
@@ -9,6 +10,7 @@ with batches as (
         lines_duplicate,
         lines_rejected
     from {{ ref('stg_online_retail__load_batches') }}
+    where {{ in_batches_loaded_now() }}
 
 ),
 
@@ -18,6 +20,7 @@ held_lines as (
         batch_id,
         count(*) as n_lines
     from {{ ref('stg_online_retail__invoice_lines') }}
+    where {{ in_batches_loaded_now() }}
     group by batch_id
 
 ),
@@ -28,6 +31,7 @@ rejected_lines as (
         batch_id,
         count(*) as n_lines
     from {{ ref('stg_online_retail__rejected_invoice_lines') }}
+    where {{ in_batches_loaded_now() }}
     group by batch_id
 
 )

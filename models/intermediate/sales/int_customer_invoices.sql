@@ -1,15 +1,27 @@
 {{
     config(
-        materialized='table',
-        indexes=[{'columns': ['invoice_date']}],
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        indexes=[{'columns': ['invoice_date']}, {'columns': ['lines_loaded_through']}],
+        pre_hook="{{ delete_changed_invoice_dates(ref('int_invoice_lines__loaded_dates')) }}",
         post_hook="{{ analyze_table() }}",
     )
 }}
 
-{#- One row per customer, invoice and invoice date of the kept lines, split into purchased and returned amounts. -#}
+{#-
+    One row per customer, invoice and invoice date of the kept lines, split into purchased and returned amounts.
+    Built by invoice date: a build rebuilds only the dates that loads since the last one changed (a new day, late
+    lines dated inside a built period, a file loaded again), every date on the first build or a full refresh.
+-#}
+{%- set changed_dates = changed_invoice_dates(ref('int_invoice_lines__loaded_dates')) %}
+
 with kept_lines as (
 
     select * from {{ ref('int_invoice_lines__cleaned') }}
+    {%- if is_incremental() %}
+        where {{ in_invoice_dates('invoice_date', changed_dates) }}
+    {%- endif %}
 
 ),
 
@@ -34,4 +46,7 @@ per_invoice as (
 
 )
 
-select * from per_invoice
+select
+    per_invoice.*,
+    {{ lines_loaded_through(ref('int_invoice_lines__loaded_dates')) }} as lines_loaded_through
+from per_invoice

@@ -4,8 +4,8 @@
         unique_key='batch_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',
-        indexes=[{'columns': ['batch_id']}, {'columns': ['invoice_date']}],
-        pre_hook="{{ drop_lines_of_changed_batches() }}",
+        indexes=[{'columns': ['batch_id', 'batch_loaded_at']}, {'columns': ['invoice_date']}],
+        pre_hook="{{ drop_lines_of_changed_batches(ref('int_invoice_lines__loaded_dates')) }}",
         post_hook="{{ analyze_table() }}",
     )
 }}
@@ -17,10 +17,16 @@
     A table built batch by batch: a run checks only the lines of batches loaded since the last build (a new file,
     or one loaded again with --replace); the lines of a replaced or removed batch go first (pre-hook). A change
     to a cleaning rule (vars, seeds) applies to new batches only until `dbt build --full-refresh` rebuilds it.
+    Built after int_invoice_lines__loaded_dates, which its pre-hook reads for the batches loaded again and its
+    tests for the loads of this build.
 -#}
+-- depends_on: {{ ref('int_invoice_lines__loaded_dates') }}
+{%- set new_batches = batches_not_held(this) %}
+
 with staged_lines as (
 
     select * from {{ ref('stg_online_retail__invoice_lines') }}
+    where {{ in_batches('batch_id', new_batches) }}
 
 ),
 
@@ -56,19 +62,13 @@ product_flagged_lines as (
 
 batches_to_check as (
 
-    -- batches not in the table as loaded now: new ones, and ones loaded again (a new loaded_at). Compared by
-    -- pair, not against the latest loaded_at seen, so a batch committed out of order is never skipped.
+    -- batches not in the table as loaded now: new ones, and ones loaded again (a new loaded_at), whose earlier
+    -- lines the pre-hook removes (macro batches_not_held)
     select
         load_batches.batch_id,
         load_batches.loaded_at
     from load_batches
-    {%- if is_incremental() %}
-        where not exists (
-                select 1
-                from {{ this }} as built
-                where built.batch_id = load_batches.batch_id and built.batch_loaded_at = load_batches.loaded_at
-            )
-    {%- endif %}
+    where {{ in_batches('load_batches.batch_id', new_batches) }}
 
 ),
 

@@ -1,17 +1,30 @@
 {{
     config(
-        materialized='table',
-        indexes=[{'columns': ['invoice_date']}, {'columns': ['customer_id', 'invoice_date'], 'unique': true}],
+        materialized='incremental',
+        incremental_strategy='append',
+        on_schema_change='fail',
+        indexes=[
+            {'columns': ['invoice_date']},
+            {'columns': ['customer_id', 'invoice_date'], 'unique': true},
+            {'columns': ['lines_loaded_through']},
+        ],
+        pre_hook="{{ delete_changed_invoice_dates(ref('int_invoice_lines__loaded_dates')) }}",
     )
 }}
 
 {#-
     One row per customer and invoice date: what each customer bought and returned that day. A table over every
     line loaded, so that backtests and the Insider choice read a horizon's revenue with an index range scan.
+    Built by invoice date, as int_customer_invoices: a build rebuilds only the dates loads changed since the last.
 -#}
+{%- set changed_dates = changed_invoice_dates(ref('int_invoice_lines__loaded_dates')) %}
+
 with customer_invoices as (
 
     select * from {{ ref('int_customer_invoices') }}
+    {%- if is_incremental() %}
+        where {{ in_invoice_dates('invoice_date', changed_dates) }}
+    {%- endif %}
 
 ),
 
@@ -34,5 +47,7 @@ select
     cast(gross_revenue as numeric(18, 4)) as gross_revenue,
     cast(returned_value as numeric(18, 4)) as returned_value,
     cast(gross_revenue - returned_value as numeric(18, 4)) as net_revenue,
-    cast(has_purchase as boolean) as has_purchase
+    cast(has_purchase as boolean) as has_purchase,
+    -- the invoices' stamp, not the log's: days built from invoices that lag behind the log are rebuilt later
+    (select max(built.lines_loaded_through) from {{ ref('int_customer_invoices') }} as built) as lines_loaded_through
 from per_day

@@ -21,7 +21,10 @@
 
 with as_of_spine as (
 
-    {{ as_of_dates() }}
+    -- without its null: with dates requested, the default's max() over no row is one row of null
+    select requested.as_of_date
+    from ({{ as_of_dates() }}) as requested
+    where requested.as_of_date is not null
 
 ),
 
@@ -40,15 +43,9 @@ invoices_until_as_of as (
 
 first_product_purchases as (
 
-    -- a product counts from the first day the customer bought it: one row per customer and product, so that
-    -- every as-of date counts these pairs instead of re-reading every line up to it
-    select
-        customer_id,
-        stock_code,
-        min(invoice_date) as first_bought_on
-    from {{ ref('int_invoice_lines__cleaned') }}
-    where not is_return
-    group by customer_id, stock_code
+    -- one row per customer and product with the first day it was bought, so that every as-of date counts these
+    -- pairs instead of re-reading every line up to it
+    select * from {{ ref('int_customer_products') }}
 
 ),
 
@@ -65,30 +62,26 @@ products_until_as_of as (
 
 ),
 
-purchase_days as (
+customer_days as (
 
+    -- one row per as-of date, customer and invoice day: each day's figures summed once, so that the lifetime and
+    -- window figures below add days up (hash aggregates) instead of counting distinct days over every invoice
     select
         as_of_date,
         customer_id,
         invoice_date,
-        sum(purchase_revenue) as day_revenue,
-        row_number() over (partition by as_of_date, customer_id order by invoice_date) as purchase_day_number
+        min(age_days) as age_days,
+        bool_or(has_purchase) as has_purchase,
+        count(*) filter (where has_purchase) as n_purchase_invoices,
+        count(*) filter (where has_return) as n_return_invoices,
+        sum(purchase_revenue) as purchase_revenue,
+        sum(returned_value) as returned_value,
+        sum(purchased_items) as purchased_items,
+        sum(returned_items) as returned_items,
+        sum(purchase_lines) as purchase_lines,
+        sum(distinct_products_purchased) filter (where has_purchase) as distinct_products_purchased
     from invoices_until_as_of
-    where has_purchase
     group by as_of_date, customer_id, invoice_date
-
-),
-
-repeat_purchase_days as (
-
-    select
-        as_of_date,
-        customer_id,
-        count(*) as n_repeat_days,
-        sum(day_revenue) as repeat_revenue
-    from purchase_days
-    where purchase_day_number > 1
-    group by as_of_date, customer_id
 
 ),
 
@@ -112,23 +105,24 @@ per_customer as (
         customer_id,
         min(invoice_date) filter (where has_purchase) as first_purchase_date,
         max(invoice_date) filter (where has_purchase) as last_purchase_date,
-        count(*) filter (where has_purchase) as n_invoices,
-        count(distinct invoice_date) filter (where has_purchase) as n_purchase_days,
+        sum(n_purchase_invoices) as n_invoices,
+        count(*) filter (where has_purchase) as n_purchase_days,
         sum(purchase_revenue) as gross_revenue,
         sum(returned_value) as returned_value,
         sum(purchased_items) as n_items,
         sum(purchase_lines) as n_lines,
-        avg(distinct_products_purchased) filter (where has_purchase) as avg_unique_basket_size,
+        -- the mean over purchase invoices of their distinct products
+        {{ safe_divide('sum(distinct_products_purchased)', 'sum(n_purchase_invoices)') }} as avg_unique_basket_size,
         sum(returned_items) as n_returned_items,
-        count(*) filter (where has_return) as n_return_invoices,
+        sum(n_return_invoices) as n_return_invoices,
         -- trailing windows: the same figure means the same thing at every as-of date, whatever the data's age
         coalesce(sum(purchase_revenue) filter (where age_days < 90), 0) as gross_revenue_90d,
         coalesce(sum(purchase_revenue) filter (where age_days < 365), 0) as gross_revenue_365d,
         coalesce(sum(returned_value) filter (where age_days < 90), 0) as returned_value_90d,
         coalesce(sum(returned_value) filter (where age_days < 365), 0) as returned_value_365d,
-        count(distinct invoice_date) filter (where has_purchase and age_days < 90) as n_purchase_days_90d,
-        count(distinct invoice_date) filter (where has_purchase and age_days < 365) as n_purchase_days_365d,
-        count(*) filter (where has_purchase and age_days < 365) as n_invoices_365d,
+        count(*) filter (where has_purchase and age_days < 90) as n_purchase_days_90d,
+        count(*) filter (where has_purchase and age_days < 365) as n_purchase_days_365d,
+        coalesce(sum(n_purchase_invoices) filter (where age_days < 365), 0) as n_invoices_365d,
         coalesce(
             {{ dbt.datediff(
                 'min(invoice_date) filter (where has_purchase and age_days < 365)',
@@ -139,11 +133,33 @@ per_customer as (
         ) as purchase_span_365d,
         coalesce(sum(purchased_items) filter (where age_days < 365), 0) as n_items_365d,
         coalesce(sum(returned_items) filter (where age_days < 365), 0) as n_returned_items_365d,
-        -- each purchase counts half as much every `revenue_half_life_days`: recent spend weighs more
-        sum(purchase_revenue * power(0.5, age_days / {{ to_numeric(var('revenue_half_life_days')) }}))
-            as decayed_revenue
-    from invoices_until_as_of
+        -- each purchase counts half as much every `revenue_half_life_days`: recent spend weighs more. The weight
+        -- in floating point: numeric power() took most of the statement's time, for digits far below the 4 kept
+        sum(
+            purchase_revenue
+            * {{ to_numeric(
+                'power(0.5, age_days / cast(' ~ var('revenue_half_life_days') ~ ' as ' ~ dbt.type_float() ~ '))'
+            ) }}
+        ) as decayed_revenue
+    from customer_days
     group by as_of_date, customer_id
+
+),
+
+repeat_purchase_days as (
+
+    -- BG/NBD's repeat transactions: the purchase days after the first, and what they brought
+    select
+        per_customer.as_of_date,
+        per_customer.customer_id,
+        per_customer.n_purchase_days - 1 as n_repeat_days,
+        per_customer.gross_revenue - first_days.purchase_revenue as repeat_revenue
+    from per_customer
+    inner join customer_days as first_days
+        on
+            per_customer.as_of_date = first_days.as_of_date
+            and per_customer.customer_id = first_days.customer_id
+            and per_customer.first_purchase_date = first_days.invoice_date
 
 ),
 

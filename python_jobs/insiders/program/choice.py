@@ -92,6 +92,22 @@ def recent_window(conn: psycopg.Connection, day: date, data_start: date, config:
     return RecentWindow(start, store.read_features(conn, start), future_revenue(conn, start, config.horizon_days))
 
 
+def cached_calibration(conn: psycopg.Connection, window_start: date, horizon_days: int) -> float | None:
+    """The revenue calibration measured on the window starting at `window_start`, if it is kept."""
+    row = conn.execute("select factor from forecast_calibrations where window_start = %s and horizon_days = %s",
+                       (window_start, horizon_days)).fetchone()
+    return None if row is None else float(row[0])
+
+
+def keep_calibration(conn: psycopg.Connection, window_start: date, horizon_days: int, factor: float) -> None:
+    """Keep a window's calibration (in the caller's transaction) once its horizon is all loaded: until then later
+    lines may still change it."""
+    last_day = conn.execute("select max(invoice_date) from fct_customer_daily_sales").fetchone()[0]
+    if last_day is not None and window_start + timedelta(days=horizon_days) <= last_day:
+        conn.execute("insert into forecast_calibrations (window_start, horizon_days, factor) values (%s, %s, %s)"
+                     " on conflict do nothing", (window_start, horizon_days, factor))
+
+
 def required_dates(as_of: date, data_start: date, config: ProgramConfig) -> list[date]:
     """Every as-of date of the feature mart that the run at `as_of` reads."""
     days = {as_of, *inner_cutoffs(as_of, data_start, config)}

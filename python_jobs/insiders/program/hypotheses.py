@@ -56,14 +56,78 @@ def _top_quartile_share(values: np.ndarray) -> Callable[[np.ndarray, np.ndarray]
     return share
 
 
-def _intervals(statistics: dict[str, Callable[[np.ndarray, np.ndarray], float]], insider: np.ndarray,
-               rng: np.random.Generator, resamples: int) -> dict[str, tuple[float, float]]:
+def _weighted_median(sorted_values: np.ndarray, weights: np.ndarray) -> float:
+    """np.median of the multiset holding sorted_values[i] weights[i] times (nan when it is empty)."""
+    cumulative = np.cumsum(weights)
+    total = int(cumulative[-1]) if len(cumulative) else 0
+    if total == 0:
+        return np.nan
+    upper = sorted_values[np.searchsorted(cumulative, total // 2, side="right")]
+    if total % 2:
+        return float(upper)
+    lower = sorted_values[np.searchsorted(cumulative, total // 2 - 1, side="right")]
+    return float(np.mean([lower, upper]))
+
+
+def _dot(a: np.ndarray, b: np.ndarray) -> float:
+    # not `a @ b`: BLAS threads on a busy machine made each product of 90,000 values take 10-20 ms
+    return float(np.multiply(a, b).sum())
+
+
+def _resample_forms(values: dict[str, np.ndarray], insider: np.ndarray,
+                    ) -> dict[str, Callable[[np.ndarray], float]]:
+    """Each statistic of measure_hypotheses as a function of how many times each customer was drawn: a resample
+    measured with dot products and cumulative sums over arrays sorted once, instead of gathering its rows again
+    for every statistic (the hypotheses took 30% of the labelling of 27,602 customers)."""
+    revenue, items, returned, invoices = (values[name] for name in ("revenue", "items", "returned", "invoices"))
+    others = ~insider
+
+    def share(column: np.ndarray) -> Callable[[np.ndarray], float]:
+        mine = np.where(insider, column, 0.0)
+        return lambda counts: _dot(mine, counts) / max(_dot(column, counts), 1e-12)
+
+    def ratio(numerator: np.ndarray, denominator: np.ndarray, group: np.ndarray) -> Callable[[np.ndarray], float]:
+        top, bottom = np.where(group, numerator, 0.0), np.where(group, denominator, 0.0)
+        return lambda counts: _dot(top, counts) / max(_dot(bottom, counts), 1e-12)
+
+    mine_order = np.flatnonzero(insider)[np.argsort(revenue[insider], kind="stable")]
+    their_order = np.flatnonzero(others)[np.argsort(revenue[others], kind="stable")]
+    mine_sorted, theirs_sorted = revenue[mine_order], revenue[their_order]
+
+    def uplift(counts: np.ndarray) -> float:
+        theirs = _weighted_median(theirs_sorted, counts[their_order])
+        return _weighted_median(mine_sorted, counts[mine_order]) / max(theirs, 1e-12) - 1
+
+    top_first = mine_order[::-1]
+    spend = revenue[top_first]
+
+    def top_quartile(counts: np.ndarray) -> float:
+        drawn = counts[top_first]
+        cumulative = np.cumsum(drawn)
+        total = int(cumulative[-1]) if len(cumulative) else 0
+        if total == 0:
+            return 0.0
+        top = max(1, total // 4)
+        last = int(np.searchsorted(cumulative, top, side="left"))
+        before = int(cumulative[last - 1]) if last else 0
+        kept = _dot(spend[:last], drawn[:last]) + (top - before) * spend[last]
+        return kept / max(_dot(spend, drawn), 1e-12)
+
+    return {"H1": share(revenue), "H2": share(items),
+            "H3_insiders": ratio(returned, items, insider), "H3_others": ratio(returned, items, others),
+            "H5_insiders": ratio(revenue, invoices, insider), "H5_others": ratio(revenue, invoices, others),
+            "H4": uplift, "H6": top_quartile}
+
+
+def _intervals(statistics: dict[str, Callable[[np.ndarray], float]], n_customers: int, rng: np.random.Generator,
+               resamples: int) -> dict[str, tuple[float, float]]:
     """Each statistic's bootstrap interval over the same `resamples` (customers drawn with replacement), drawn one
-    at a time from `rng` and measured by every statistic before the next."""
+    at a time from `rng` and measured by every statistic (from the number of times each customer was drawn)
+    before the next."""
     values = np.empty((resamples, len(statistics)))
     for i in range(resamples):
-        rows = rng.integers(0, len(insider), len(insider))
-        values[i] = [statistic(rows, insider) for statistic in statistics.values()]
+        counts = np.bincount(rng.integers(0, n_customers, n_customers), minlength=n_customers).astype(float)
+        values[i] = [statistic(counts) for statistic in statistics.values()]
     intervals = {}
     for j, name in enumerate(statistics):
         low, high = np.nanpercentile(values[:, j], INTERVAL)
@@ -95,7 +159,9 @@ def measure_hypotheses(features: pd.DataFrame, is_insider: np.ndarray, threshold
               for side in ("insiders", "others")}
     statistics = {"H1": _share(revenue), "H2": _share(items), **ratios, "H4": uplift,
                   "H6": _top_quartile_share(revenue)}
-    intervals = _intervals(statistics, insider, rng, resamples)
+    columns = {"H3": (returned, items), "H5": (revenue, invoices)}
+    forms = _resample_forms({"revenue": revenue, "items": items, "returned": returned, "invoices": invoices}, insider)
+    intervals = _intervals({name: forms[name] for name in statistics}, len(insider), rng, resamples)
     permutations = resamples
     everyone = np.arange(len(insider))
     rows = []
@@ -113,8 +179,13 @@ def measure_hypotheses(features: pd.DataFrame, is_insider: np.ndarray, threshold
         mine, theirs = statistics[f"{hid}_insiders"], statistics[f"{hid}_others"]
         sign = 1 if comparison == ">" else -1
 
-        def difference(r: np.ndarray, labels: np.ndarray) -> float:
-            return sign * (mine(r, labels) - theirs(r, labels))
+        numerator, denominator = columns[hid]
+        totals = numerator.sum(), denominator.sum()
+
+        def difference(_: np.ndarray, labels: np.ndarray) -> float:
+            # over every customer (the permutation test): the others' sums are the totals less the Insiders'
+            top, bottom = _dot(numerator, labels), _dot(denominator, labels)
+            return sign * (top / max(bottom, 1e-12) - (totals[0] - top) / max(totals[1] - bottom, 1e-12))
 
         value, other = mine(everyone, insider), theirs(everyone, insider)
         p_value = _permutation_p(difference, insider, rng, permutations)

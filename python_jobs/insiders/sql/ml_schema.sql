@@ -185,3 +185,14 @@ create table if not exists inner_backtests (
     measured_at timestamptz not null default now(),
     primary key (cutoff_date, horizon_days, settings_key, candidate)
 );
+
+-- The spend forecast's revenue calibration of a window (forecast from its start, judged on its horizon): the same
+-- for every as-of date whose window starts there (a month-end), so measured once and reused like the inner
+-- backtests. Kept only once the horizon is all loaded; removed when the window start's features are restated.
+create table if not exists forecast_calibrations (
+    window_start date not null,
+    horizon_days integer not null,
+    factor double precision not null,
+    measured_at timestamptz not null default now(),
+    primary key (window_start, horizon_days)
+);
