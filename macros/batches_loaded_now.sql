@@ -11,6 +11,15 @@
     hundreds of batches, and the planner reads every line instead).
 -#}
 {% macro batches_loaded_now() -%}
+    {{ return(adapter.dispatch('batches_loaded_now')()) }}
+{%- endmacro %}
+
+{#- Spark rebuilds the line tables whole from the files on every build: every batch is checked. -#}
+{% macro spark__batches_loaded_now() -%}
+    {{ return(none) }}
+{%- endmacro %}
+
+{% macro default__batches_loaded_now() -%}
     {%- if not execute -%}
         {{ return(none) }}
     {%- endif -%}

@@ -27,14 +27,28 @@
                 '(lines_loaded_through = (select max(lines_loaded_through) from ' ~ relation ~ '))') -%}
         {%- endif -%}
         {%- if '__as_of_dates_built_now__' in where -%}
-            {%- set requested = api.Relation.create(database=relation.database,
-                schema=generate_schema_name('control', none) | trim, identifier='feature_dates') -%}
-            {%- set asked = '(select as_of_date from ' ~ requested ~ ')' -%}
-            {%- set where = where | replace('__as_of_dates_built_now__',
-                '(as_of_date in ' ~ asked ~ ' or not exists ' ~ asked ~ ')') -%}
+            {%- set where = where | replace('__as_of_dates_built_now__', as_of_dates_built_now(relation)) -%}
         {%- endif -%}
         {%- do return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') as dbt_subquery') -%}
     {%- else -%}
         {%- do return(relation) -%}
     {%- endif -%}
+{%- endmacro %}
+
+{#- The as-of dates `insiders` asked this build for (control.feature_dates), as a condition on as_of_date; every
+    date when none was asked. -#}
+{% macro as_of_dates_built_now(relation) -%}
+    {{ return(adapter.dispatch('as_of_dates_built_now')(relation)) }}
+{%- endmacro %}
+
+{% macro default__as_of_dates_built_now(relation) -%}
+    {%- set requested = api.Relation.create(database=relation.database,
+        schema=generate_schema_name('control', none) | trim, identifier='feature_dates') -%}
+    {%- set asked = '(select as_of_date from ' ~ requested ~ ')' -%}
+    {{ return('(as_of_date in ' ~ asked ~ ' or not exists ' ~ asked ~ ')') }}
+{%- endmacro %}
+
+{#- Spark has no control tables: its builds take their dates from vars, and every date is checked. -#}
+{% macro spark__as_of_dates_built_now(relation) -%}
+    {{ return('1 = 1') }}
 {%- endmacro %}

@@ -49,19 +49,20 @@
 {%- endmacro %}
 
 {#-
-    How the line checks are kept: on PostgreSQL batch by batch (incremental: a load appends a batch, a run checks
-    only it); on Spark the invoice files are read where they lie at every build, with no load to append a batch,
-    so the table is built whole.
+    The materialisation of the tables built load by load and date by date (the line checks and counts, the load
+    log, the customer invoices, products and daily sales): incremental on PostgreSQL, where loads append batches
+    and a build takes in only what changed; a table rebuilt whole on Spark, which reads the invoice files where
+    they lie (no load appends a batch, so there is nothing to take in by batch).
 -#}
-{% macro line_checks_materialization() -%}
-    {{ return(adapter.dispatch('line_checks_materialization')()) }}
+{% macro materialization_by_load() -%}
+    {{ return(adapter.dispatch('materialization_by_load')()) }}
 {%- endmacro %}
 
-{% macro default__line_checks_materialization() -%}
+{% macro default__materialization_by_load() -%}
     {{ return('incremental') }}
 {%- endmacro %}
 
-{% macro spark__line_checks_materialization() -%}
+{% macro spark__materialization_by_load() -%}
     {{ return('table') }}
 {%- endmacro %}
 

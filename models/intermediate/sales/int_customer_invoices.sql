@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='incremental',
+        materialized=materialization_by_load(),
         incremental_strategy='append',
         on_schema_change='fail',
         indexes=[{'columns': ['invoice_date']}, {'columns': ['lines_loaded_through']}],

@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='incremental',
+        materialized=materialization_by_load(),
         unique_key=['customer_id', 'stock_code'],
         incremental_strategy='delete+insert',
         on_schema_change='fail',
@@ -135,7 +135,7 @@ first_purchases as (
 
 select
     cast(customer_id as bigint) as customer_id,
-    cast(stock_code as text) as stock_code,
+    cast(stock_code as {{ type_text() }}) as stock_code,
     cast(first_bought_on as date) as first_bought_on,
     {{ lines_loaded_through(ref('int_invoice_lines__loaded_dates')) }} as lines_loaded_through
 from first_purchases

@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='incremental',
+        materialized=materialization_by_load(),
         incremental_strategy='append',
         on_schema_change='fail',
         indexes=[{'columns': ['batch_id']}, {'columns': ['batch_loaded_at']}, {'columns': ['logged_by_invocation']}],
@@ -59,5 +59,5 @@ select
     batch_loaded_at,
     cast(invoice_date as date) as invoice_date,
     cast(n_lines as bigint) as n_lines,
-    cast('{{ invocation_id }}' as text) as logged_by_invocation
+    cast('{{ invocation_id }}' as {{ type_text() }}) as logged_by_invocation
 from logged

@@ -1,6 +1,6 @@
 {{
     config(
-        materialized=line_checks_materialization(),
+        materialized=materialization_by_load(),
         unique_key='batch_id',
         incremental_strategy='delete+insert',
         on_schema_change='fail',

@@ -1,6 +1,6 @@
 {{
     config(
-        materialized='incremental',
+        materialized=materialization_by_load(),
         incremental_strategy='append',
         on_schema_change='fail',
         indexes=[{'columns': ['batch_id', 'batch_loaded_at']}],
@@ -34,7 +34,7 @@ with counted as (
 select
     cast(batch_id as bigint) as batch_id,
     batch_loaded_at,
-    cast(rule as text) as rule,
+    cast(rule as {{ type_text() }}) as rule,
     cast(n_lines as bigint) as n_lines,
     line_revenue,
     purchase_revenue
