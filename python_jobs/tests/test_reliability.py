@@ -34,19 +34,26 @@ def _start(args: list[str], target, test_paths) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
 
 
-def _wait_for_query(target, pattern: str, process: subprocess.Popen[str], timeout: float = 120) -> None:
-    """Block until another session runs a statement matching `pattern` (ILIKE), while `process` still runs."""
+def _wait_for_session(target, process: subprocess.Popen[str], condition: str, params: tuple, awaited: str,
+                      timeout: float = 120) -> None:
+    """Block until a session of pg_stat_activity matches `condition` (`awaited` says what that means), while
+    `process` still runs."""
     deadline = time.monotonic() + timeout
     with psycopg.connect(target.url, autocommit=True) as conn:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 _, err = process.communicate()
-                pytest.fail(f"the command ended (exit {process.returncode}) before running {pattern!r}: {err}")
-            if conn.execute("select exists (select 1 from pg_stat_activity where pid <> pg_backend_pid()"
-                            " and state = 'active' and query ilike %s)", (pattern,)).fetchone()[0]:
+                pytest.fail(f"the command ended (exit {process.returncode}) before {awaited}: {err}")
+            if conn.execute(f"select exists (select 1 from pg_stat_activity where {condition})", params).fetchone()[0]:
                 return
             time.sleep(0.05)
-    pytest.fail(f"no session ran {pattern!r} within {timeout} s")
+    pytest.fail(f"not {awaited} within {timeout} s")
+
+
+def _wait_for_query(target, pattern: str, process: subprocess.Popen[str], timeout: float = 120) -> None:
+    """Block until another session runs a statement matching `pattern` (ILIKE), while `process` still runs."""
+    _wait_for_session(target, process, "pid <> pg_backend_pid() and state = 'active' and query ilike %s",
+                      (pattern,), f"a session ran {pattern!r}", timeout)
 
 
 def _kill(process: subprocess.Popen[str], target) -> None:
@@ -104,17 +111,9 @@ def test_a_second_writer_waits_for_the_first_or_stops_with_no_wait(target, test_
 
 def _writer_holds_the_lock(target, command: str, process: subprocess.Popen[str], timeout: float = 120) -> None:
     """Block until `insiders COMMAND` holds the writer lock (its session's application name says so)."""
-    deadline = time.monotonic() + timeout
-    with psycopg.connect(target.url, autocommit=True) as conn:
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                _, err = process.communicate()
-                pytest.fail(f"insiders {command} ended (exit {process.returncode}) before taking the lock: {err}")
-            if conn.execute("select exists (select 1 from pg_stat_activity where application_name like %s)",
-                            (f"insiders writer: insiders {command} (pid {process.pid})%",)).fetchone()[0]:
-                return
-            time.sleep(0.05)
-    pytest.fail(f"insiders {command} did not take the writer lock within {timeout} s")
+    _wait_for_session(target, process, "application_name like %s",
+                      (f"insiders writer: insiders {command} (pid {process.pid})%",),
+                      f"insiders {command} held the writer lock", timeout)
 
 
 def test_two_runs_at_once_one_completes_and_the_other_waits_or_refuses(target, test_paths, demo_csv):
