@@ -27,7 +27,6 @@ import psutil
 import psycopg
 from seeds import seeds_clustering  # bench/seeds.py: the seeds' approach, shared with bench/pipeline.py
 
-from insiders.cluster import store
 from insiders.cluster.config import ClusterConfig
 from insiders.cluster.job import fit_model
 from insiders.cluster.rules import insider_rules
@@ -35,6 +34,7 @@ from insiders.db import resolve_target
 from insiders.dbt_runner import run_dbt
 from insiders.load import load_file
 from insiders.settings import Paths
+from insiders.warehouse import PostgresWarehouse
 
 REAL_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "online_retail.parquet"
 
@@ -79,8 +79,9 @@ def prepare(paths: Paths, lines_file: Path) -> tuple[pd.DataFrame, date]:
     with psycopg.connect(target.url) as conn:
         if not load_file(conn, lines_file).already_loaded:
             run_dbt(paths, target, ["build", "--exclude", "source:ml+"], quiet=True)
-        as_of = store.latest_as_of(conn)
-        return store.read_features(conn, as_of), as_of
+        warehouse = PostgresWarehouse(conn)
+        as_of = warehouse.latest_as_of()
+        return warehouse.read_features(as_of), as_of
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from .errors import InsidersError
 from .program.config import ProgramConfig
 from .progress import StageTimer
 from .settings import Paths, Target
+from .warehouse import PostgresWarehouse
 
 log = logging.getLogger("insiders")
 
@@ -54,7 +55,8 @@ def backfill(paths: Paths, target: Target, dates: list[date], *, refit: bool = F
     with timer.stage("segments, forecasts and Insiders") as stage, db.connect(target) as conn:
         fits = 0
         for i, day in enumerate(sorted(dates)):
-            result = run_clustering(conn, paths, as_of=day, refit=refit and i == 0, config=config, program=program)
+            result = run_clustering(PostgresWarehouse(conn), paths, as_of=day, refit=refit and i == 0, config=config,
+                                    program=program)
             fits += result.mode == "fit"
             log.info("  %s: %s with the model %s; %d Insiders by %s", day, result.mode,
                      "fitted now" if result.mode == "fit" else "in force", result.n_insiders,

@@ -24,7 +24,6 @@ import pandas as pd
 import psycopg
 
 from . import db, dbt_runner, stages
-from .cluster import store
 from .cluster.config import ClusterConfig
 from .cluster.job import ClusterResult, run_clustering
 from .errors import InsidersError
@@ -32,9 +31,10 @@ from .load import ensure_raw_schema
 from .program import rankings
 from .program.config import ProgramConfig
 from .program.evaluate import forecast_error, measure_groups
-from .program.outcomes import aligned, future_revenue
+from .program.outcomes import aligned
 from .progress import StageTimer
 from .settings import Paths, Target
+from .warehouse import PostgresWarehouse, copy_rows
 
 log = logging.getLogger("insiders")
 # the rules every backtest reports (plus every candidate the Insider choice compared)
@@ -121,14 +121,14 @@ def backtest_cutoff(paths: Paths, target: Target, cutoff: date, program: Program
         log.debug("backtest at %s: %s lines up to the cutoff in %s", cutoff, f"{copied:,}", scratch.dbname)
         stages.build_features(scratch_paths, scratch, [cutoff], program)
         with db.connect(scratch) as conn:
-            result = run_clustering(conn, scratch_paths, as_of=cutoff, config=cluster_config, program=program,
-                                    every_candidate=True)
+            result = run_clustering(PostgresWarehouse(conn), scratch_paths, as_of=cutoff, config=cluster_config,
+                                    program=program, every_candidate=True)
         groups = rule_groups(result, program)
         # only now does the scratch database see the horizon
         copy_lines(target, scratch, cutoff, cutoff + timedelta(days=program.horizon_days))
         stages.build_sales(scratch_paths, scratch)
         with db.connect(scratch) as conn:
-            outcome = future_revenue(conn, cutoff, program.horizon_days)
+            outcome = PostgresWarehouse(conn).future_revenue(cutoff, program.horizon_days)
     customer_id = result.features["customer_id"]
     net = aligned(outcome, customer_id, "net_revenue").to_numpy()
     rows = measure_groups(net, groups, reference="insiders", resamples=program.bootstrap_resamples,
@@ -150,7 +150,7 @@ def backtest_cutoff(paths: Paths, target: Target, cutoff: date, program: Program
 def write_backtest(conn: psycopg.Connection, backtest_id: str, cutoff: date, horizon_days: int, rows: pd.DataFrame,
                    errors: dict[str, float]) -> None:
     with conn.transaction():
-        store.ensure_ml_schema(conn)
+        db.create_tables(conn, "ml")
         conn.execute("delete from backtests where cutoff_date = %s and horizon_days = %s", (cutoff, horizon_days))
         conn.execute("delete from forecast_backtests where cutoff_date = %s and horizon_days = %s",
                      (cutoff, horizon_days))
@@ -159,7 +159,7 @@ def write_backtest(conn: psycopg.Connection, backtest_id: str, cutoff: date, hor
                    "precision", "recall", "share_difference_vs_insiders", "share_difference_low",
                    "share_difference_high"]
         with conn.cursor() as cur:
-            store.copy_rows(cur, "backtests", rows[columns].assign(backtest_id=backtest_id))
+            copy_rows(cur, "backtests", rows[columns].assign(backtest_id=backtest_id))
         names = ["n_customers", "predicted_purchases", "actual_purchases", "predicted_revenue", "actual_revenue",
                  "revenue_error_share", "purchases_mae", "revenue_mae", "seconds"]
         conn.execute(f"insert into forecast_backtests (backtest_id, cutoff_date, horizon_days, {', '.join(names)})"

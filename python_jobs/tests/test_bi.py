@@ -107,7 +107,7 @@ def test_exposures_url_and_lineage(manifest):
     assert dashboard["url"] == METABASE_URL  # rendered from INSIDERS_METABASE_URL
     assert {"model.insiders.latest_segment_summary", "model.insiders.rpt_insiders",
             "model.insiders.rpt_insider_changes"} <= set(dashboard["depends_on"]["nodes"])
-    # sources -> marts -> the ML job: the marts the labelling job reads (cluster/store.py, program/outcomes.py)
+    # sources -> marts -> the ML job: the marts the labelling job reads (insiders/warehouse.py)
     job = exposures["insiders_clustering_job"]
     assert job["type"] == "ml"
     assert {"model.insiders.fct_customer_features", "model.insiders.fct_customer_daily_sales"} <= set(

@@ -10,6 +10,7 @@ from sklearn.metrics import adjusted_rand_score
 from insiders.cluster.job import run_clustering
 from insiders.cluster.naming import TOP_SEGMENT
 from insiders.errors import InsidersError
+from insiders.warehouse import PostgresWarehouse
 
 from .support import QUICK_PROGRAM
 
@@ -25,7 +26,7 @@ def labels(target, as_of="2011-12-09") -> pd.DataFrame:
 def cluster(target, paths, **options):
     options.setdefault("program", QUICK_PROGRAM)
     with psycopg.connect(target.url) as conn:
-        return run_clustering(conn, paths, **options)
+        return run_clustering(PostgresWarehouse(conn), paths, **options)
 
 
 def test_demo_segments_recover_the_planted_personas(demo_mart, test_paths, demo_files):

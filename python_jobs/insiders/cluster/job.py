@@ -12,7 +12,6 @@ from importlib.metadata import version
 
 import numpy as np
 import pandas as pd
-import psycopg
 from sklearn.decomposition import PCA
 
 from ..forecast.job import Forecast, forecast_customers, horizons_with, revenue_calibration
@@ -20,7 +19,6 @@ from ..program import rankings
 from ..program.choice import (
     FALLBACK,
     RecentWindow,
-    cached_calibration,
     candidate_scores,
     choose_definition,
     keep_calibration,
@@ -32,6 +30,7 @@ from ..program.config import ProgramConfig
 from ..program.hypotheses import measure_hypotheses
 from ..progress import StageTimer
 from ..settings import Paths
+from ..warehouse import FitRecord, Warehouse, run_tables
 from . import store
 from .candidates import Candidate, embed, run_grid
 from .config import ClusterConfig
@@ -127,7 +126,7 @@ def months_between(earlier: date, later: date) -> int:
     return months - 1 if later.day < earlier.day else months
 
 
-def refit_reason(fit: store.FitRecord | None, as_of: date, refit: bool, config: ClusterConfig) -> str:
+def refit_reason(fit: FitRecord | None, as_of: date, refit: bool, config: ClusterConfig) -> str:
     """Why this as-of date needs a new model, or "" to score with the latest one fitted on data up to it."""
     if refit:
         return "asked (--refit)"
@@ -156,7 +155,7 @@ def tsne_map(model: SegmentModel, features: pd.DataFrame, seed: int) -> np.ndarr
     return sampled_tsne(scaled, features["gross_revenue"].to_numpy(dtype=float), seed, model.config.fit_sample)
 
 
-def calibrated_forecast(conn: psycopg.Connection, as_of: date, features: pd.DataFrame, data_start: date,
+def calibrated_forecast(warehouse: Warehouse, as_of: date, features: pd.DataFrame, data_start: date,
                         program: ProgramConfig, window: Callable[[], RecentWindow | None]) -> Forecast:
     """The spend forecast at `as_of`, its revenue scaled by how the same models did on the latest window that ends
     by `as_of` (forecast from its start, judged on its lines): both use data up to `as_of` only. The window is
@@ -168,16 +167,16 @@ def calibrated_forecast(conn: psycopg.Connection, as_of: date, features: pd.Data
         return forecast.calibrated(1.0, f"no calibration: less than {program.min_history_days} days of data before "
                                         f"the last month-end {program.horizon_days} days before {as_of}")
     end = start + timedelta(days=program.horizon_days)
-    factor = cached_calibration(conn, start, program.horizon_days)
+    factor = warehouse.cached_calibration(start, program.horizon_days)
     if factor is None:
         recent = window()  # the window starting at `start`: there is enough history before it
         factor = revenue_calibration(recent.features, recent.outcome["gross_revenue"], program.horizon_days)
-        keep_calibration(conn, start, program.horizon_days, factor)
+        keep_calibration(warehouse, start, program.horizon_days, factor)
     log.info("spend forecast calibrated by %.3f (actual / forecast revenue of %s to %s)", factor, start, end)
     return forecast.calibrated(factor, f"actual / forecast revenue of the {program.horizon_days} days after {start}")
 
 
-def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None = None, refit: bool = False,
+def run_clustering(warehouse: Warehouse, paths: Paths, *, as_of: date | None = None, refit: bool = False,
                    config: ClusterConfig | None = None, program: ProgramConfig | None = None,
                    every_candidate: bool = False) -> ClusterResult:
     """Label the customers of one as-of date: segments (with the model in force at that date, or a new fit under
@@ -190,11 +189,10 @@ def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None
     requested = config or ClusterConfig()
     program = program or ProgramConfig()
     with timer.stage("read features"):
-        store.ensure_ml_schema(conn)
-        conn.commit()
-        as_of = as_of or store.latest_as_of(conn)
-        features = store.read_features(conn, as_of)
-        in_force = store.latest_fit(conn, as_of)
+        warehouse.ensure_ml_schema()
+        as_of = as_of or warehouse.latest_as_of()
+        features = warehouse.read_features(as_of)
+        in_force = warehouse.latest_fit(as_of)
         log.info("read %s customers as of %s", f"{len(features):,}", as_of)
     run_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
     candidates: list[Candidate] = []
@@ -230,13 +228,13 @@ def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None
     def window() -> RecentWindow | None:
         """The recent window, read once and only when something needs it."""
         if not read:
-            read.append(recent_window(conn, as_of, data_start, program))
+            read.append(recent_window(warehouse, as_of, data_start, program))
         return read[0]
 
     with timer.stage("forecast spend"):
-        forecast = calibrated_forecast(conn, as_of, features, data_start, program, window)
+        forecast = calibrated_forecast(warehouse, as_of, features, data_start, program, window)
     with timer.stage("choose the Insiders"):
-        choice = choose_definition(conn, as_of, data_start, program, same_kind_grid(model))
+        choice = choose_definition(warehouse, as_of, data_start, program, same_kind_grid(model))
         wanted = scored_candidates(program) if every_candidate else {choice.definition, FALLBACK}
         scores = candidate_scores(features, program, forecast=forecast, segment_id=assignment.segment_id,
                                   window=window() if "trained_model" in wanted else None, wanted=wanted)
@@ -282,7 +280,7 @@ def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None
             chosen = next(c for c in candidates if c.selected)
             metrics.update(silhouette=chosen.silhouette, davies_bouldin=chosen.davies_bouldin,
                            calinski_harabasz=chosen.calinski_harabasz, stability=chosen.stability)
-        store.write_run(conn, run={
+        run = {
             "run_id": run_id, "as_of_date": as_of, "mode": mode, "model_run_id": model_run_id,
             "data_cutoff_date": model.fitted_as_of, "refit_reason": reason,
             "candidate_id": model.candidate_id, "n_segments": len(model.segments),
@@ -293,8 +291,11 @@ def run_clustering(conn: psycopg.Connection, paths: Paths, *, as_of: date | None
             "program": {**choice.as_dict(), "program_size": size, "config": program.as_dict()},
             "limits": {**limits, "program_share": program.program_share,
                        "program_share_binds": "always: the program's size is configuration"},
-        }, candidates=candidates, model=model if mode == "fit" else None, segments=segments, rules=rules_frame,
-            forecasts=forecasts, hypotheses=hypotheses, as_of=as_of)
+        }
+        warehouse.write_run(run_tables(
+            run, selection=store.selection_frame(run_id, candidates),
+            definitions=store.definitions_frame(run_id, model) if mode == "fit" else None, segments=segments,
+            rules=rules_frame, forecasts=forecasts, hypotheses=hypotheses), as_of)
     _log_summary(summary, rules, accuracy, time.perf_counter() - started)
     return ClusterResult(run_id, mode, as_of, summary, definition, int(is_insider.sum()), float(is_insider.mean()),
                          insider_revenue_share, choice.reason, features, scores, is_insider, forecast)

@@ -18,16 +18,15 @@ from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
-import psycopg
 
-from ..cluster import store
 from ..cluster.config import ClusterConfig
 from ..errors import InsidersError
 from ..forecast.job import Forecast, forecast_customers, horizons_with
+from ..warehouse import InnerBacktestRow, Warehouse
 from . import rankings
 from .config import SIMPLE_RULES, ProgramConfig
 from .evaluate import revenue_shares
-from .outcomes import aligned, future_revenue
+from .outcomes import aligned
 
 log = logging.getLogger("insiders")
 FALLBACK = "top_past_revenue"
@@ -83,29 +82,26 @@ class RecentWindow:
     outcome: pd.DataFrame  # future_revenue(start, horizon_days)
 
 
-def recent_window(conn: psycopg.Connection, day: date, data_start: date, config: ProgramConfig,
+def recent_window(warehouse: Warehouse, day: date, data_start: date, config: ProgramConfig,
                   ) -> RecentWindow | None:
     """The window ending at `day`, or None with too little history before its start."""
     start = training_cutoff(day, data_start, config)
     if start is None:
         return None
-    return RecentWindow(start, store.read_features(conn, start), future_revenue(conn, start, config.horizon_days))
+    return RecentWindow(start, warehouse.read_features(start), warehouse.future_revenue(start, config.horizon_days))
 
 
-def cached_calibration(conn: psycopg.Connection, window_start: date, horizon_days: int) -> float | None:
-    """The revenue calibration measured on the window starting at `window_start`, if it is kept."""
-    row = conn.execute("select factor from forecast_calibrations where window_start = %s and horizon_days = %s",
-                       (window_start, horizon_days)).fetchone()
-    return None if row is None else float(row[0])
+def horizon_all_loaded(warehouse: Warehouse, start: date, horizon_days: int) -> bool:
+    """Whether every day of the horizon after `start` is loaded: until then later lines may still change what is
+    measured on it, so it is not kept."""
+    last_day = warehouse.last_sales_day()
+    return last_day is not None and start + timedelta(days=horizon_days) <= last_day
 
 
-def keep_calibration(conn: psycopg.Connection, window_start: date, horizon_days: int, factor: float) -> None:
-    """Keep a window's calibration (in the caller's transaction) once its horizon is all loaded: until then later
-    lines may still change it."""
-    last_day = conn.execute("select max(invoice_date) from fct_customer_daily_sales").fetchone()[0]
-    if last_day is not None and window_start + timedelta(days=horizon_days) <= last_day:
-        conn.execute("insert into forecast_calibrations (window_start, horizon_days, factor) values (%s, %s, %s)"
-                     " on conflict do nothing", (window_start, horizon_days, factor))
+def keep_calibration(warehouse: Warehouse, window_start: date, horizon_days: int, factor: float) -> None:
+    """Keep a window's calibration (in the caller's transaction) once its horizon is all loaded."""
+    if horizon_all_loaded(warehouse, window_start, horizon_days):
+        warehouse.keep_calibration(window_start, horizon_days, factor)
 
 
 def required_dates(as_of: date, data_start: date, config: ProgramConfig) -> list[date]:
@@ -159,17 +155,17 @@ def _segments_fitted_at(features: pd.DataFrame, day: date, cluster_config: Clust
     return model.assign(features).segment_id
 
 
-def measure_inner_cutoff(conn: psycopg.Connection, cutoff: date, data_start: date, config: ProgramConfig,
+def measure_inner_cutoff(warehouse: Warehouse, cutoff: date, data_start: date, config: ProgramConfig,
                          cluster_config: ClusterConfig, wanted: set[str]) -> pd.DataFrame:
     """Each `wanted` candidate's share of the horizon's net revenue at `cutoff`, at the program's size."""
-    features = store.read_features(conn, cutoff)
+    features = warehouse.read_features(cutoff)
     segment_id = _segments_fitted_at(features, cutoff, cluster_config) if "top_segment" in wanted else None
-    window = recent_window(conn, cutoff, data_start, config) if "trained_model" in wanted else None
+    window = recent_window(warehouse, cutoff, data_start, config) if "trained_model" in wanted else None
     forecast = forecast_customers(features, horizons_with(config.horizon_days)) \
         if "top_expected_revenue" in wanted else None
     scores = candidate_scores(features, config, forecast=forecast, segment_id=segment_id, window=window,
                               wanted=wanted)
-    net = aligned(future_revenue(conn, cutoff, config.horizon_days), features["customer_id"], "net_revenue")
+    net = aligned(warehouse.future_revenue(cutoff, config.horizon_days), features["customer_id"], "net_revenue")
     size = config.program_size(len(features))
     gross, ids = features["gross_revenue"].to_numpy(dtype=float), features["customer_id"].to_numpy()
     names = sorted(scores)
@@ -200,39 +196,33 @@ def settings_key(config: ProgramConfig, data_start: date, cluster_config: Cluste
     return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def inner_backtest(conn: psycopg.Connection, cutoff: date, data_start: date, config: ProgramConfig,
+def inner_backtest(warehouse: Warehouse, cutoff: date, data_start: date, config: ProgramConfig,
                    cluster_config: ClusterConfig) -> pd.DataFrame:
     """The inner backtest at `cutoff`: each candidate read from ml.inner_backtests when it was measured with the
     same settings, the others measured now and kept there (in the caller's transaction)."""
     wanted = scored_candidates(config)
     keys = {name: settings_key(config, data_start, cluster_config if name in SEGMENT_CANDIDATES else None)
             for name in wanted}
-    rows = conn.execute(
-        "select candidate, n_customers, future_revenue_share, settings_key from inner_backtests"
-        " where cutoff_date = %s and horizon_days = %s and candidate = any(%s) and settings_key = any(%s)",
-        (cutoff, config.horizon_days, sorted(wanted), sorted(set(keys.values())))).fetchall()
-    known = pd.DataFrame([row[:3] for row in rows if keys[row[0]] == row[3]],
+    rows = warehouse.kept_inner_backtests(cutoff, config.horizon_days, sorted(wanted), sorted(set(keys.values())))
+    known = pd.DataFrame([(row.candidate, row.n_customers, row.future_revenue_share) for row in rows
+                          if keys[row.candidate] == row.settings_key],
                          columns=["candidate", "n_customers", "future_revenue_share"])
     known = known.assign(cutoff_date=cutoff).astype({"future_revenue_share": float})
     missing = wanted - set(known["candidate"])
     if not missing:
         return known[["cutoff_date", "candidate", "n_customers", "future_revenue_share"]]
-    measured = measure_inner_cutoff(conn, cutoff, data_start, config, cluster_config, missing)
-    last_day = conn.execute("select max(invoice_date) from fct_customer_daily_sales").fetchone()[0]
-    if last_day is None or cutoff + timedelta(days=config.horizon_days) > last_day:
-        return pd.concat([known, measured], ignore_index=True)  # a horizon not all loaded yet: not kept
-    with conn.cursor() as cur:
-        cur.executemany(
-            "insert into inner_backtests (cutoff_date, horizon_days, settings_key, candidate, n_customers,"
-            " future_revenue_share) values (%s, %s, %s, %s, %s, %s) on conflict do nothing",
-            [(cutoff, config.horizon_days, keys[row.candidate], row.candidate, int(row.n_customers),
-              None if np.isnan(row.future_revenue_share) else float(row.future_revenue_share))
-             for row in measured.itertuples()])
+    measured = measure_inner_cutoff(warehouse, cutoff, data_start, config, cluster_config, missing)
+    if not horizon_all_loaded(warehouse, cutoff, config.horizon_days):
+        return pd.concat([known, measured], ignore_index=True)
+    warehouse.keep_inner_backtests([
+        InnerBacktestRow(cutoff, config.horizon_days, keys[row.candidate], row.candidate, int(row.n_customers),
+                         None if np.isnan(row.future_revenue_share) else float(row.future_revenue_share))
+        for row in measured.itertuples()])
     return pd.concat([known, measured], ignore_index=True)[
         ["cutoff_date", "candidate", "n_customers", "future_revenue_share"]]
 
 
-def choose_definition(conn: psycopg.Connection, as_of: date, data_start: date, config: ProgramConfig,
+def choose_definition(warehouse: Warehouse, as_of: date, data_start: date, config: ProgramConfig,
                       cluster_config: ClusterConfig) -> ProgramChoice:
     cutoffs = inner_cutoffs(as_of, data_start, config)
     if not cutoffs:
@@ -240,7 +230,7 @@ def choose_definition(conn: psycopg.Connection, as_of: date, data_start: date, c
                   f"needs {config.min_history_days} days before it and {config.horizon_days} after): "
                   f"the strongest simple rule, {FALLBACK}")
         return ProgramChoice(FALLBACK, reason, [])
-    evidence = pd.concat([inner_backtest(conn, c, data_start, config, cluster_config) for c in cutoffs],
+    evidence = pd.concat([inner_backtest(warehouse, c, data_start, config, cluster_config) for c in cutoffs],
                          ignore_index=True).sort_values(["cutoff_date", "candidate"], ignore_index=True)
     definition, reason = decide(evidence, config)
     return ProgramChoice(definition, reason, cutoffs, evidence)
