@@ -17,7 +17,7 @@ import psycopg
 from . import __version__, db
 from .engines import ENGINES
 from .errors import InsidersError
-from .locks import writer_lock
+from .locks import spark_warehouse_lock, writer_lock
 from .progress import StageTimer, setup_logging
 from .settings import Paths, Target, configured_dsn
 
@@ -146,10 +146,11 @@ def _program_config(args: argparse.Namespace):
 
 def _label(target: Target, paths: Paths, as_of: date, args: argparse.Namespace):
     from .cluster.job import run_clustering
+    from .warehouse import PostgresWarehouse
 
     with db.connect(target) as conn:
-        return run_clustering(conn, paths, as_of=as_of, refit=args.refit, config=_cluster_config(args),
-                              program=_program_config(args))
+        return run_clustering(PostgresWarehouse(conn), paths, as_of=as_of, refit=args.refit,
+                              config=_cluster_config(args), program=_program_config(args))
 
 
 def _cmd_cluster(args: argparse.Namespace, paths: Paths) -> int:
@@ -240,21 +241,15 @@ def _cmd_docs(args: argparse.Namespace, paths: Paths) -> int:
 
 def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     from . import stages
-    from .demo_data import generate
 
+    if args.engine == "spark":
+        return _run_on_spark(args, paths)
     timer = StageTimer()
     started = time.perf_counter()
     with timer.stage("database") as stage:
         target = db.resolve_target(paths)
         stage.note = target.safe_url + (" (embedded)" if target.embedded else "")
-    inputs = [Path(p) for p in args.input]
-    if not inputs:
-        demo = paths.state_dir / "demo" / "demo_invoices.csv"
-        if not demo.exists():
-            with timer.stage("demo data") as stage:
-                generate(demo, n_lines=DEMO_LINES, seed=DEMO_SEED)
-                stage.note = f"{DEMO_LINES:,} synthetic lines, seed {DEMO_SEED}"
-        inputs = [demo]
+    inputs = [Path(p) for p in args.input] or [_demo_file(paths, timer)]
     with timer.stage("load") as stage:
         loaded, rejected = stages.load_inputs(target, inputs)
         stage.note = f"{loaded:,} lines loaded, {rejected:,} rejected" if loaded or rejected else "nothing new"
@@ -274,6 +269,51 @@ def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
         stages.build_marts(paths, target, args.as_of)
     summary = {**_summary(target, as_of), "lines_loaded": loaded, "lines_rejected": rejected,
                **_labels_summary(labels), "warnings": warnings, **_timings(started, timer)}
+    if args.json:
+        _print_json(summary)
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _demo_file(paths: Paths, timer: StageTimer) -> Path:
+    """The demo invoice lines under the state directory, written the first time."""
+    from .demo_data import generate
+
+    demo = paths.state_dir / "demo" / "demo_invoices.csv"
+    if not demo.exists():
+        with timer.stage("demo data") as stage:
+            generate(demo, n_lines=DEMO_LINES, seed=DEMO_SEED)
+            stage.note = f"{DEMO_LINES:,} synthetic lines, seed {DEMO_SEED}"
+    return demo
+
+
+def _run_on_spark(args: argparse.Namespace, paths: Paths) -> int:
+    """`insiders run --engine spark`: the same stages on a local Spark session, the files read where they lie."""
+    from . import spark_stages
+    from .cluster.job import run_clustering
+    from .engines import spark_target
+
+    timer = StageTimer()
+    started = time.perf_counter()
+    target = spark_target(paths, args.input or [_demo_file(paths, timer)])
+    with timer.stage("dbt build on Spark (staging)") as stage:
+        warehouse = spark_stages.build_staging(paths, target)
+        stage.note = target.url
+    as_of = args.as_of or spark_stages.data_span(warehouse)[1]
+    program = _program_config(args)
+    with timer.stage("dbt build on Spark (features)") as stage:
+        built = spark_stages.build_features(paths, target, warehouse, as_of, program)
+        stage.note = _built_note(built)
+    with timer.stage("segments, forecast and Insiders") as stage:
+        labels = run_clustering(warehouse, paths, as_of=as_of, refit=args.refit, config=_cluster_config(args),
+                                program=program)
+        stage.note = _labels_note(labels)
+    with timer.stage("dbt build on Spark (segment marts)"):
+        spark_stages.build_marts(paths, target, args.as_of)
+    customers, gross_revenue = spark_stages.feature_totals(warehouse, as_of)
+    summary = {"as_of": as_of.isoformat(), "engine": "spark", "customers": customers, "gross_revenue": gross_revenue,
+               **_labels_summary(labels), **_timings(started, timer)}
     if args.json:
         _print_json(summary)
     else:
@@ -459,8 +499,13 @@ def build_parser() -> argparse.ArgumentParser:
                 "insiders run                                  # the demo data",
                 "insiders run --input 'Online Retail.xlsx' --as-of 2011-09-30 --json > summary.json",
                 parents=(common, as_json, writer))
-    p.add_argument("--input", nargs="*", default=[], metavar="FILE", help="invoice files (default: demo data)")
+    p.add_argument("--input", nargs="*", default=[], metavar="FILE",
+                   help="invoice files (default: demo data); spark: one path, read where it lies (a file, a "
+                        "directory or a glob)")
     p.add_argument("--as-of", type=date.fromisoformat, help="feature cutoff date (default: last invoice date)")
+    p.add_argument("--engine", choices=ENGINES, default="postgres",
+                   help="postgres (default: the embedded server or INSIDERS_DSN) or spark (a local session, its "
+                        "warehouse under the state directory)")
     _add_cluster_options(p)
     p.set_defaults(func=_cmd_run, writes=True)
 
@@ -513,6 +558,9 @@ def main(argv: list[str] | None = None) -> int:
         paths = Paths.resolve()
         if not getattr(args, "writes", False):
             return int(args.func(args, paths) or 0)
+        if getattr(args, "engine", "postgres") == "spark":
+            with spark_warehouse_lock(paths.state_dir / "spark", args.command, wait=not args.no_wait):
+                return int(args.func(args, paths) or 0)
         with writer_lock(db.resolve_target(paths), args.command, wait=not args.no_wait):
             return int(args.func(args, paths) or 0)
     except InsidersError as exc:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Protocol
 
@@ -45,7 +46,8 @@ class SparkTarget:
         return f"spark-session:{self.spark_dir}"
 
     def dbt_env(self) -> dict[str, str]:
-        env = {"INSIDERS_TARGET": self.name, "INSIDERS_SPARK_DIR": str(self.spark_dir)}
+        env = {"INSIDERS_TARGET": self.name, "INSIDERS_SPARK_DIR": str(self.spark_dir),
+               "INSIDERS_SPARK_LOG4J": str(resources.files("insiders").joinpath("spark/log4j2.properties"))}
         if self.invoice_path:
             env["INSIDERS_INVOICE_PATH"] = self.invoice_path
         return env

@@ -8,11 +8,13 @@ against one server, and it is released by PostgreSQL itself when the holder's se
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import psycopg
 
@@ -69,3 +71,28 @@ def writer_lock(target: Target, command: str, *, wait: bool = True) -> Iterator[
         finally:
             if not conn.closed:
                 conn.execute("select pg_advisory_unlock(%s, %s)", key)
+
+
+@contextmanager
+def spark_warehouse_lock(spark_dir: Path, command: str, *, wait: bool = True) -> Iterator[None]:
+    """Hold a local Spark warehouse for `command`: its Derby metastore admits one session, so a second run would
+    fail inside Spark; it waits here instead (or stops at once with `wait` false), naming the holder. The lock is a
+    file lock, released by the kernel when the holder's process ends, killed or not."""
+    spark_dir.mkdir(parents=True, exist_ok=True)
+    lock_file = spark_dir / "writer.lock"
+    with open(lock_file, "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another insiders command"
+            if not wait:
+                raise InsidersError(f"{holder} is using the Spark warehouse {spark_dir}; not waiting (--no-wait)"
+                                    ) from None
+            log.warning("waiting for %s to finish with the Spark warehouse %s", holder, spark_dir)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"insiders {command} (pid {os.getpid()})")
+        handle.flush()
+        yield

@@ -1,12 +1,16 @@
-"""The same dbt project on a local Spark session (issue 12): the feature mart built on Spark from the real Parquet file,
-read where it lies, equals the PostgreSQL pipeline's (loader, then dbt) customer by customer.
+"""The same pipeline on a local Spark session (issue 12): `insiders run --engine spark` over the real Parquet file,
+read where it lies, gives the PostgreSQL run's features customer by customer, its segments and its Insiders.
 
-The Spark build runs as its own dbt process (`insiders dbt --engine spark`), so its JVM ends with it; its tables
+Each run is its own `insiders` process, as a user starts it, so the Spark run's JVM ends with it; the Spark tables
 are plain Parquet under the test's warehouse and are read back here with pyarrow, without a second Spark session.
 """
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +20,6 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from insiders.dbt_runner import run_dbt
 from insiders.engines import SparkTarget, dbt_target
 from insiders.load import COLUMN_ALIASES, DATE_FORMATS
 from insiders.settings import Paths
@@ -55,24 +58,45 @@ def _spark_table(target: SparkTarget, schema: str, table: str):
     return pq.read_table(target.spark_dir / "warehouse" / f"spark_{schema}.db" / table).to_pandas()
 
 
+def _insiders_run(env: dict[str, str], *args: str) -> dict:
+    """`insiders run … --json` as a process; its summary."""
+    result = subprocess.run([sys.executable, "-m", "insiders.cli", "run", *args, "--json"], env={**os.environ, **env},
+                            capture_output=True, text=True, timeout=3600, check=False)
+    assert result.returncode == 0, f"insiders run {' '.join(args)} failed: {result.stderr[-3000:]}"
+    assert "Traceback" not in result.stderr
+    return json.loads(result.stdout)
+
+
 @pytest.fixture(scope="module")
-def spark_features(real_data, tmp_path_factory):
-    """dbt build on a local Spark session over the real Parquet file, up to the feature marts at AS_OF."""
-    paths = Paths(project_dir=PROJECT_DIR, state_dir=tmp_path_factory.mktemp("spark-state"))
-    target = dbt_target("spark", paths, [real_data])
-    code = run_dbt(paths, target, ["build", "--select", "+fct_customer_features", "+fct_customer_daily_sales",
-                                   "stg_online_retail__rejected_invoice_lines",
-                                   "--vars", f"{{as_of_date: '{AS_OF}'}}"], check=False, quiet=True)
-    assert code == 0, "dbt build on Spark failed: see the dbt log under " + str(paths.state_dir)
-    return target
+def spark_run(real_data, tmp_path_factory) -> tuple[dict, SparkTarget]:
+    """`insiders run --engine spark --input online_retail.parquet` from an empty state directory: its summary, and
+    its warehouse."""
+    state_dir = tmp_path_factory.mktemp("spark-state")
+    summary = _insiders_run({"INSIDERS_STATE_DIR": str(state_dir)}, "--engine", "spark", "--input", str(real_data))
+    return summary, SparkTarget(spark_dir=state_dir / "spark")
 
 
-def test_spark_accounts_for_every_line_as_the_loader_does(spark_features, real_mart):
+@pytest.fixture(scope="module")
+def spark_features(spark_run) -> SparkTarget:
+    return spark_run[1]
+
+
+@pytest.fixture(scope="module")
+def postgres_run(new_database, real_template, tmp_path_factory):
+    """`insiders run` on PostgreSQL over the real file (loaded and built by the template): its summary, and its
+    database."""
+    target = new_database(template=real_template)
+    summary = _insiders_run({"INSIDERS_DSN": target.url,
+                             "INSIDERS_STATE_DIR": str(tmp_path_factory.mktemp("postgres-state"))})
+    return summary, target
+
+
+def test_spark_accounts_for_every_line_as_the_loader_does(spark_features, postgres_run):
     batches = _spark_table(spark_features, "staging", "stg_online_retail__load_batches")
     assert len(batches) == 1
     spark = batches.iloc[0]
     assert spark.lines_read == spark.lines_loaded + spark.lines_duplicate + spark.lines_rejected
-    with psycopg.connect(real_mart.url) as conn:
+    with psycopg.connect(postgres_run[1].url) as conn:
         loaded = conn.execute("select lines_read, lines_loaded, lines_duplicate, lines_rejected, date_format"
                               " from load_batches").fetchall()
     assert loaded == [(spark.lines_read, spark.lines_loaded, spark.lines_duplicate, spark.lines_rejected,
@@ -80,11 +104,11 @@ def test_spark_accounts_for_every_line_as_the_loader_does(spark_features, real_m
     assert spark.lines_read == 541_909
 
 
-def test_spark_features_equal_postgresql_features(spark_features, real_mart):
+def test_spark_features_equal_postgresql_features(spark_features, postgres_run):
     spark = _spark_table(spark_features, "marts", "fct_customer_features")
     spark["as_of_date"] = spark["as_of_date"].astype(str)
     spark = spark[spark.as_of_date == str(AS_OF)].set_index("customer_id").sort_index()
-    with psycopg.connect(real_mart.url) as conn:
+    with psycopg.connect(postgres_run[1].url) as conn:
         cur = conn.execute("select * from fct_customer_features where as_of_date = %s order by customer_id",
                            (AS_OF,))
         columns = [column.name for column in cur.description]
@@ -112,10 +136,34 @@ def test_spark_features_equal_postgresql_features(spark_features, real_mart):
     assert differences == [], f"{len(differences)} values differ, e.g. {differences[:5]}"
 
 
-def test_spark_daily_sales_equal_postgresql(spark_features, real_mart):
+def test_spark_daily_sales_equal_postgresql(spark_features, postgres_run):
     spark = _spark_table(spark_features, "marts", "fct_customer_daily_sales")
-    with psycopg.connect(real_mart.url) as conn:
+    with psycopg.connect(postgres_run[1].url) as conn:
         rows, gross = conn.execute("select count(*), sum(gross_revenue) from fct_customer_daily_sales"
                                    " where invoice_date <= %s", (AS_OF,)).fetchone()
     assert len(spark) == rows
     assert round(sum(spark.gross_revenue), 2) == round(gross, 2) == REAL_GROSS_REVENUE
+
+
+def test_the_spark_run_reports_the_real_files_figures(spark_run):
+    summary, _ = spark_run
+    assert summary["engine"] == "spark"
+    assert summary["as_of"] == str(AS_OF)
+    assert summary["customers"] == REAL_CUSTOMERS
+    assert Decimal(str(summary["gross_revenue"])) == REAL_GROSS_REVENUE
+
+
+def test_spark_segments_and_insiders_equal_postgresqls(spark_run, postgres_run):
+    """The same features make the same model: the same segments, sizes and names, the same definition and the
+    same Insiders, customer by customer."""
+    (on_spark, target), (on_postgres, database) = spark_run, postgres_run
+    assert on_spark["segments"] == on_postgres["segments"]
+    for field in ("model", "insiders", "insider_definition", "insider_customer_share", "insider_revenue_share"):
+        assert on_spark[field] == on_postgres[field], field
+    spark = _spark_table(target, "ml", "customer_segments")
+    spark = spark[spark["as_of_date"].astype(str) == str(AS_OF)].sort_values("customer_id")
+    with psycopg.connect(database.url) as conn:
+        postgres = conn.execute("select customer_id, segment_id, is_insider, program_rank from ml.customer_segments"
+                                " where as_of_date = %s order by customer_id", (AS_OF,)).fetchall()
+    assert [tuple(row) for row in spark[["customer_id", "segment_id", "is_insider", "program_rank"]]
+            .itertuples(index=False)] == postgres

@@ -1,0 +1,163 @@
+"""The labelling job's warehouse on Spark: the marts dbt built in a Spark session, and the ml tables beside them.
+
+The job reads the feature mart through the session (the same frame, value for value, as from PostgreSQL: both are
+read as CSV text is), fits and scores in pandas (the bounded-sample rule holds the fit's memory), and writes its
+rows back as Spark tables (sql/ml_schema_spark.sql) that the downstream dbt models read. Parquet tables have no
+transactions: a date's rows are replaced by overwriting its partition, and the run's record is written last, so
+that a run that dies midway leaves no record that points at missing rows (the next run overwrites the partitions).
+
+Spark keeps no inner backtest or forecast calibration between runs: a Spark build reads the invoice files where they
+lie, so nothing records when a date's features changed, and a kept measurement could outlive them.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from datetime import UTC, date, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from .errors import InsidersError
+from .settings import schema_name
+from .warehouse import DATED_TABLES, FitRecord, InnerBacktestRow, without_missing
+
+if TYPE_CHECKING:
+    from pyspark.sql import SparkSession
+
+    from .engines import SparkTarget
+
+log = logging.getLogger(__name__)
+
+# written after the rows they describe (see the module's docstring)
+WRITTEN_LAST = ("segment_definitions", "model_selection", "model_runs")
+
+
+def dbt_session(target: SparkTarget) -> SparkSession:
+    """The Spark session dbt's build started in this process (dbt-spark's session method keeps it open): the job
+    reads and writes the same warehouse and metastore, which only one session may hold."""
+    from pyspark.sql import SparkSession
+
+    session = SparkSession.getActiveSession() or SparkSession.builder.getOrCreate()
+    warehouse_dir = session.conf.get("spark.sql.warehouse.dir", "")
+    expected = target.spark_dir / "warehouse"
+    if Path(warehouse_dir.removeprefix("file:")).resolve() != expected.resolve():
+        raise InsidersError(f"the Spark session's warehouse is {warehouse_dir}, not {expected}: the job runs in "
+                            "the session of the dbt build before it (`insiders run --engine spark`)")
+    return session
+
+
+def _date(day: date) -> str:
+    return f"date'{day.isoformat()}'"
+
+
+class SparkWarehouse:
+    """The marts and ml tables of a Spark target (schemas spark_marts, spark_ml for the local session)."""
+
+    def __init__(self, session: SparkSession, target_name: str) -> None:
+        self.session = session
+        self.target_name = target_name
+        self.marts = schema_name("marts", target_name)
+        self.ml = schema_name("ml", target_name)
+        # pandas in and out through Arrow: row by row, 90,000 customers took minutes
+        session.conf.set("spark.sql.execution.arrow.pyspark.enabled", "true")
+
+    def _rows(self, query: str) -> list:
+        return self.session.sql(query).collect()
+
+    def ensure_ml_schema(self) -> None:
+        ddl = resources.files("insiders").joinpath("sql/ml_schema_spark.sql").read_text()
+        self.session.sql(f"create database if not exists {self.ml}")
+        for statement in ddl.split("\n;\n"):
+            body = "\n".join(line for line in statement.splitlines() if not line.lstrip().startswith("--"))
+            if body.strip():
+                self.session.sql(body.replace("create table if not exists ",
+                                              f"create table if not exists {self.ml}.", 1))
+
+    def latest_as_of(self) -> date:
+        latest = self._rows(f"select max(as_of_date) from {self.marts}.fct_customer_features")[0][0]
+        if latest is None:
+            raise InsidersError("the feature mart (fct_customer_features) is empty: run `insiders run --engine "
+                                "spark` first")
+        return latest
+
+    def read_features(self, as_of: date) -> pd.DataFrame:
+        frame = self.session.sql(f"select * from {self.marts}.fct_customer_features"
+                                 f" where as_of_date = {_date(as_of)} order by customer_id").toPandas()
+        if frame.empty:
+            raise InsidersError(f"the feature mart (fct_customer_features) has no rows as of {as_of}")
+        # through CSV text, as PostgreSQL's rows are read: decimals and dates come out as the same numbers and
+        # strings on both engines, so that the same customers get the same segments
+        text = io.StringIO()
+        frame.to_csv(text, index=False)
+        text.seek(0)
+        return pd.read_csv(text)
+
+    def future_revenue(self, cutoff: date, horizon_days: int) -> pd.DataFrame:
+        rows = self._rows(
+            "select customer_id, cast(sum(net_revenue) as double), cast(sum(gross_revenue) as double),"
+            " count_if(has_purchase)"
+            f" from {self.marts}.fct_customer_daily_sales where invoice_date > {_date(cutoff)}"
+            f" and invoice_date <= {_date(cutoff + timedelta(days=horizon_days))} group by customer_id")
+        return pd.DataFrame([tuple(row) for row in rows],
+                            columns=["customer_id", "net_revenue", "gross_revenue", "purchase_days"]
+                            ).set_index("customer_id")
+
+    def last_sales_day(self) -> date | None:
+        return self._rows(f"select max(invoice_date) from {self.marts}.fct_customer_daily_sales")[0][0]
+
+    def latest_fit(self, as_of: date) -> FitRecord | None:
+        rows = self._rows(
+            f"select run_id, artifact_path, artifact_sha256, data_cutoff_date from {self.ml}.model_runs"
+            f" where mode = 'fit' and data_cutoff_date <= {_date(as_of)}"
+            " order by data_cutoff_date desc, created_at desc limit 1")
+        return FitRecord(rows[0][0], Path(rows[0][1]), rows[0][2], rows[0][3]) if rows else None
+
+    def cached_calibration(self, window_start: date, horizon_days: int) -> float | None:
+        return None
+
+    def keep_calibration(self, window_start: date, horizon_days: int, factor: float) -> None:
+        return None
+
+    def kept_inner_backtests(self, cutoff: date, horizon_days: int, candidates: list[str],
+                             settings_keys: list[str]) -> list[InnerBacktestRow]:
+        return []
+
+    def keep_inner_backtests(self, rows: list[InnerBacktestRow]) -> None:
+        return None
+
+    def _incoming(self, table: str, frame: pd.DataFrame, columns: list[str]):
+        """The frame as a Spark DataFrame of the table's columns `columns`, their types and their order."""
+        from pyspark.sql.types import DoubleType, IntegerType, LongType, StructType
+
+        schema = StructType([field for field in self.session.table(f"{self.ml}.{table}").schema
+                             if field.name in columns])
+        typed = frame.reindex(columns=[field.name for field in schema])
+        for field in schema:  # a float column may hold ints, an int column None: each as its column's type
+            if isinstance(field.dataType, DoubleType):
+                typed[field.name] = pd.to_numeric(typed[field.name], errors="coerce").astype(float)
+            elif isinstance(field.dataType, IntegerType | LongType):
+                typed[field.name] = pd.to_numeric(typed[field.name]).astype("Int64")
+        return self.session.createDataFrame(without_missing(typed), schema=schema)
+
+    def write_run(self, tables: dict[str, pd.DataFrame], as_of: date) -> None:
+        stamped = {name: frame.assign(created_at=datetime.now(UTC).replace(tzinfo=None)) if name == "model_runs"
+                   else frame for name, frame in tables.items()}
+        order = [name for name in stamped if name not in WRITTEN_LAST] + \
+            [name for name in WRITTEN_LAST if name in stamped]
+        for name in order:
+            frame = stamped[name]
+            columns = self.session.table(f"{self.ml}.{name}").columns
+            if name in DATED_TABLES:
+                data_columns = [column for column in columns if column != "as_of_date"]
+                self._incoming(name, frame, data_columns).createOrReplaceTempView("insiders_incoming")
+                self.session.sql(f"insert overwrite table {self.ml}.{name}"
+                                 f" partition (as_of_date = '{as_of.isoformat()}')"
+                                 f" select {', '.join(data_columns)} from insiders_incoming")
+            elif not frame.empty:
+                self._incoming(name, frame, columns).createOrReplaceTempView("insiders_incoming")
+                self.session.sql(f"insert into {self.ml}.{name} select {', '.join(columns)} from insiders_incoming")
+        self.session.catalog.dropTempView("insiders_incoming")
