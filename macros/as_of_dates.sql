@@ -1,5 +1,5 @@
 {#-
-    The feature cutoffs as a select of one `as_of_date` column (the as-of spine), first of:
+    The feature cutoffs as a select of one `as_of_date` column (the as-of spine, never null), first of:
     - the `as_of_dates` var (a list of dates, a comma-separated string, or `month_ends`: every month-end of the
       staged lines and their last date, as `insiders backfill --monthly` labels them), or the `as_of_date` var,
       when you run dbt yourself;
@@ -21,6 +21,7 @@
         union all
         select max(staged_lines.invoice_date) as as_of_date
         from {{ ref('stg_online_retail__invoice_lines') }} as staged_lines
+        having count(*) > 0
     {%- elif many -%}
         select cast(as_of_date as date) as as_of_date
         from (values {% for day in many %}('{{ day }}'){{ ", " if not loop.last }}{% endfor %}) as spine (as_of_date)
@@ -43,12 +44,15 @@
     select max(staged_lines.invoice_date) as as_of_date
     from {{ ref('stg_online_retail__invoice_lines') }} as staged_lines
     where not exists (select 1 from {{ source('control', 'feature_dates') }})
+    -- an aggregate over no row is one null row: none at all when dates were requested
+    having count(*) > 0
 {%- endmacro %}
 
 {#- Spark has no control tables yet (the Python job does not run there): the last invoice date. -#}
 {% macro spark__requested_as_of_dates() -%}
     select max(staged_lines.invoice_date) as as_of_date
     from {{ ref('stg_online_retail__invoice_lines') }} as staged_lines
+    having count(*) > 0
 {%- endmacro %}
 
 {#-

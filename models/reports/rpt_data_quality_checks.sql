@@ -89,8 +89,6 @@ newest_line_by_as_of as (
             where customer_invoices.invoice_date <= as_of_spine.as_of_date
         ) as newest_line_date
     from as_of_spine
-    -- the spine's fallback row (the newest line) is null when dates were requested
-    where as_of_spine.as_of_date is not null
 
 ),
 

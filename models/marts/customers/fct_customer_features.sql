@@ -21,10 +21,8 @@
 
 with as_of_spine as (
 
-    -- without its null: with dates requested, the default's max() over no row is one row of null
     select requested.as_of_date
     from ({{ as_of_dates() }}) as requested
-    where requested.as_of_date is not null
 
 ),
 
