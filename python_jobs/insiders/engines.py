@@ -6,6 +6,7 @@ the dbt target that `dbt_runner` runs against, so that the CLI only names the en
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -60,6 +61,8 @@ def spark_target(paths: Paths, inputs: Sequence[str | Path] = ()) -> SparkTarget
         raise InsidersError("Spark reads one path (a file, a directory or a glob such as 'invoices/*.csv'); "
                             f"got {len(inputs)}")
     invoice_path = str(Path(inputs[0]).expanduser().absolute()) if inputs else ""
+    if invoice_path and not glob.glob(invoice_path):
+        raise InsidersError(f"{inputs[0]}: no such file or directory (Spark reads a file, a directory or a glob)")
     return SparkTarget(spark_dir=paths.state_dir / "spark", invoice_path=invoice_path)
 
 

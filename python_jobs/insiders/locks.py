@@ -3,7 +3,8 @@ a PostgreSQL advisory lock for its target while it works. A second command waits
 lock since when, or with `--no-wait` stops at once.
 
 The lock lives in the database, not in a file, so that it serialises runs from different machines or checkouts
-against one server, and it is released by PostgreSQL itself when the holder's session ends, killed or not.
+against one server, and it is released by PostgreSQL itself when the holder's session ends, killed or not. A local
+Spark warehouse has no server to hold a lock: its runs take turns on a file lock in the warehouse's directory.
 """
 
 from __future__ import annotations

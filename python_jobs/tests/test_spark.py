@@ -21,7 +21,9 @@ import pytest
 import yaml
 
 from insiders.engines import SparkTarget, dbt_target
+from insiders.errors import InsidersError
 from insiders.load import COLUMN_ALIASES, DATE_FORMATS
+from insiders.locks import spark_warehouse_lock
 from insiders.settings import Paths
 
 from .conftest import PROJECT_DIR
@@ -45,12 +47,33 @@ def test_spark_reads_files_with_the_loaders_rules():
 
 def test_the_engine_names_the_dbt_target(tmp_path):
     paths = Paths(project_dir=PROJECT_DIR, state_dir=tmp_path)
-    target = dbt_target("spark", paths, ["invoices.parquet"])
+    (tmp_path / "invoices.parquet").touch()
+    target = dbt_target("spark", paths, [tmp_path / "invoices.parquet"])
     assert isinstance(target, SparkTarget)
     env = target.dbt_env()
     assert env["INSIDERS_TARGET"] == "spark"
     assert env["INSIDERS_SPARK_DIR"] == str(tmp_path / "spark")
     assert Path(env["INSIDERS_INVOICE_PATH"]).is_absolute()
+
+
+def test_a_second_spark_run_on_the_same_warehouse_refuses_with_no_wait(tmp_path):
+    """The Derby metastore admits one session: a second run says who holds the warehouse instead of failing
+    inside Spark (the lock is taken before Spark starts, so this needs no JVM)."""
+    with spark_warehouse_lock(tmp_path / "spark", "run --engine spark"):
+        result = subprocess.run(
+            [sys.executable, "-m", "insiders.cli", "run", "--engine", "spark", "--input", "invoices.parquet",
+             "--no-wait"], env={**os.environ, "INSIDERS_STATE_DIR": str(tmp_path)}, capture_output=True, text=True,
+            timeout=120, check=False)
+    assert result.returncode == 1
+    assert f"insiders run --engine spark (pid {os.getpid()}) is using the Spark warehouse" in result.stderr
+    assert "not waiting (--no-wait)" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_missing_input_is_named_before_spark_starts(tmp_path):
+    paths = Paths(project_dir=PROJECT_DIR, state_dir=tmp_path)
+    with pytest.raises(InsidersError, match=r"missing\.parquet: no such file or directory"):
+        dbt_target("spark", paths, [tmp_path / "missing.parquet"])
 
 
 def _spark_table(target: SparkTarget, schema: str, table: str):
@@ -82,12 +105,13 @@ def spark_features(spark_run) -> SparkTarget:
 
 
 @pytest.fixture(scope="module")
-def postgres_run(new_database, real_template, tmp_path_factory):
-    """`insiders run` on PostgreSQL over the real file (loaded and built by the template): its summary, and its
-    database."""
+def postgres_run(new_database, real_template, real_data, tmp_path_factory):
+    """`insiders run --input online_retail.parquet` on PostgreSQL (the template has loaded and built the file, so
+    the load finds it loaded): its summary, and its database."""
     target = new_database(template=real_template)
     summary = _insiders_run({"INSIDERS_DSN": target.url,
-                             "INSIDERS_STATE_DIR": str(tmp_path_factory.mktemp("postgres-state"))})
+                             "INSIDERS_STATE_DIR": str(tmp_path_factory.mktemp("postgres-state"))},
+                            "--input", str(real_data))
     return summary, target
 
 
