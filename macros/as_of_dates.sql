@@ -56,11 +56,25 @@
     control.current_as_of, else null (the latest date labelled).
 -#}
 {% macro current_as_of_date() -%}
+    {{ return(adapter.dispatch('current_as_of_date')()) }}
+{%- endmacro %}
+
+{% macro default__current_as_of_date() -%}
     {%- set one = var('as_of_date', none) -%}
     {%- if one is not none and one != '' -%}
         cast('{{ one }}' as date)
     {%- else -%}
         (select max(current_as_of.as_of_date) from {{ source('control', 'current_as_of') }} as current_as_of)
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Spark has no control tables: the `as_of_date` var, else null (the latest date labelled). -#}
+{% macro spark__current_as_of_date() -%}
+    {%- set one = var('as_of_date', none) -%}
+    {%- if one is not none and one != '' -%}
+        cast('{{ one }}' as date)
+    {%- else -%}
+        cast(null as date)
     {%- endif -%}
 {%- endmacro %}
 
