@@ -143,7 +143,7 @@
 {%- endmacro %}
 
 {% macro default__json_text(json, key) -%}
-    {{ json }} ->> '{{ key }}'
+    ({{ json }} ->> '{{ key }}')
 {%- endmacro %}
 
 {% macro spark__json_text(json, key) -%}
