@@ -127,7 +127,7 @@ def spark_features(real_data, tmp_path_factory):
     paths = Paths(project_dir=PROJECT_DIR, state_dir=tmp_path_factory.mktemp("spark-state"))
     target = dbt_target("spark", paths, [real_data])
     code = run_dbt(paths, target, ["build", "--select", "+fct_customer_features", "+fct_customer_daily_sales",
-                                   "stg_online_retail__rejected_invoice_lines",
+                                   "stg_online_retail__rejected_invoice_lines", "+rpt_data_quality",
                                    "--vars", f"{{as_of_date: '{AS_OF}'}}"], check=False, quiet=True)
     assert code == 0, "dbt build on Spark failed: see the dbt log under " + str(paths.state_dir)
     return target
@@ -185,3 +185,14 @@ def test_spark_daily_sales_equal_postgresql(spark_features, real_mart):
                                    " where invoice_date <= %s", (AS_OF,)).fetchone()
     assert len(spark) == rows
     assert round(sum(spark.gross_revenue), 2) == round(gross, 2) == REAL_GROSS_REVENUE
+
+
+def test_spark_data_quality_report_equals_postgresql(spark_features, real_mart):
+    """rpt_data_quality on Spark, from the file's own accounting, puts as many lines and as much revenue under each
+    rule as PostgreSQL's from the loader's, and every line read under one rule."""
+    spark = _spark_table(spark_features, "marts", "rpt_data_quality")
+    on_spark = {row.rule: (row.n_lines, round(Decimal(str(row.line_revenue)), 2)) for row in spark.itertuples()}
+    with psycopg.connect(real_mart.url) as conn:
+        rows = conn.execute("select rule, n_lines, line_revenue from rpt_data_quality").fetchall()
+    assert on_spark == {rule: (n_lines, round(revenue, 2)) for rule, n_lines, revenue in rows}
+    assert sum(n_lines for n_lines, _ in on_spark.values()) == 541_909
