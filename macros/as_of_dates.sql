@@ -48,7 +48,7 @@
     having count(*) > 0
 {%- endmacro %}
 
-{#- Spark has no control tables yet (the Python job does not run there): the last invoice date. -#}
+{#- Spark has no control tables (a run passes its dates as the as_of_dates var): the last invoice date. -#}
 {% macro spark__requested_as_of_dates() -%}
     select max(staged_lines.invoice_date) as as_of_date
     from {{ ref('stg_online_retail__invoice_lines') }} as staged_lines
@@ -60,11 +60,25 @@
     control.current_as_of, else null (the latest date labelled).
 -#}
 {% macro current_as_of_date() -%}
+    {{ return(adapter.dispatch('current_as_of_date')()) }}
+{%- endmacro %}
+
+{% macro default__current_as_of_date() -%}
     {%- set one = var('as_of_date', none) -%}
     {%- if one is not none and one != '' -%}
         cast('{{ one }}' as date)
     {%- else -%}
         (select max(current_as_of.as_of_date) from {{ source('control', 'current_as_of') }} as current_as_of)
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Spark has no control tables: the `as_of_date` var, else null (the latest date labelled). -#}
+{% macro spark__current_as_of_date() -%}
+    {%- set one = var('as_of_date', none) -%}
+    {%- if one is not none and one != '' -%}
+        cast('{{ one }}' as date)
+    {%- else -%}
+        cast(null as date)
     {%- endif -%}
 {%- endmacro %}
 

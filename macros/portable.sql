@@ -91,3 +91,87 @@
     ) as months
     where month_start < trunc({{ last_date }}, 'month')
 {%- endmacro %}
+
+{#- The timestamp type of the marts' run times (PostgreSQL's timestamp with time zone; Spark's timestamp, which is
+    an instant shown in the session's time zone, UTC). Contracts name it the same way in the YAML. -#}
+{% macro type_timestamp() -%}
+    {{ return(adapter.dispatch('type_timestamp')()) }}
+{%- endmacro %}
+
+{% macro default__type_timestamp() -%}
+    timestamp with time zone
+{%- endmacro %}
+
+{% macro spark__type_timestamp() -%}
+    timestamp
+{%- endmacro %}
+
+{#- The floating-point type (PostgreSQL's double precision; Spark's double). -#}
+{% macro type_double() -%}
+    {{ return(adapter.dispatch('type_double')()) }}
+{%- endmacro %}
+
+{% macro default__type_double() -%}
+    double precision
+{%- endmacro %}
+
+{% macro spark__type_double() -%}
+    double
+{%- endmacro %}
+
+{#- An aggregate: `value` of the row with the highest `order_by` in the group (PostgreSQL: the first of an array
+    ordered descending; Spark: max_by). Ties on `order_by` pick any of them. -#}
+{% macro value_at_max(value, order_by) -%}
+    {{ return(adapter.dispatch('value_at_max')(value, order_by)) }}
+{%- endmacro %}
+
+{% macro default__value_at_max(value, order_by) -%}
+    (array_agg({{ value }} order by {{ order_by }} desc))[1]
+{%- endmacro %}
+
+{% macro spark__value_at_max(value, order_by) -%}
+    max_by({{ value }}, {{ order_by }})
+{%- endmacro %}
+
+{#-
+    JSON written by the Python job (jsonb on PostgreSQL, a JSON string on Spark): json_text reads a top-level key
+    as text (null when absent); json_array_items is a set-returning select expression, one row per item of the
+    array under `key` (no row when the key is absent), each item as JSON that json_text reads in turn.
+-#}
+{% macro json_text(json, key) -%}
+    {{ return(adapter.dispatch('json_text')(json, key)) }}
+{%- endmacro %}
+
+{% macro default__json_text(json, key) -%}
+    ({{ json }} ->> '{{ key }}')
+{%- endmacro %}
+
+{% macro spark__json_text(json, key) -%}
+    get_json_object({{ json }}, '$.{{ key }}')
+{%- endmacro %}
+
+{% macro json_array_items(json, key) -%}
+    {{ return(adapter.dispatch('json_array_items')(json, key)) }}
+{%- endmacro %}
+
+{% macro default__json_array_items(json, key) -%}
+    jsonb_array_elements(coalesce({{ json }} -> '{{ key }}', cast('[]' as jsonb)))
+{%- endmacro %}
+
+{#- from_json keeps an object item of an array<string> as its JSON text -#}
+{% macro spark__json_array_items(json, key) -%}
+    explode(coalesce(from_json(get_json_object({{ json }}, '$.{{ key }}'), 'array<string>'), array()))
+{%- endmacro %}
+
+{#- A number rounded to a whole number, for text: PostgreSQL writes round() of a double as "83", Spark as "83.0". -#}
+{% macro round_to_whole(expression) -%}
+    {{ return(adapter.dispatch('round_to_whole')(expression)) }}
+{%- endmacro %}
+
+{% macro default__round_to_whole(expression) -%}
+    round({{ expression }})
+{%- endmacro %}
+
+{% macro spark__round_to_whole(expression) -%}
+    cast(round({{ expression }}) as bigint)
+{%- endmacro %}

@@ -40,8 +40,8 @@ joined as (
 select
     cast(cutoff_date as date) as cutoff_date,
     cast(horizon_days as integer) as horizon_days,
-    cast(rule as text) as rule,
-    cast(insider_definition as text) as insider_definition,
+    cast(rule as {{ type_text() }}) as rule,
+    cast(insider_definition as {{ type_text() }}) as insider_definition,
     cast(n_customers as integer) as n_customers,
     cast(customer_share as numeric(8, 6)) as customer_share,
     cast(future_revenue_share as numeric(8, 6)) as future_revenue_share,
@@ -57,5 +57,5 @@ select
     cast(forecast_predicted_revenue as numeric(18, 2)) as forecast_predicted_revenue,
     cast(forecast_actual_revenue as numeric(18, 2)) as forecast_actual_revenue,
     cast(forecast_revenue_error_share as numeric(8, 6)) as forecast_revenue_error_share,
-    cast(created_at as timestamp with time zone) as created_at
+    cast(created_at as {{ type_timestamp() }}) as created_at
 from joined

@@ -106,10 +106,10 @@ report as (
 
 select
     batch_id::bigint as batch_id,
-    source_file::text as source_file,
+    source_file::{{ type_text() }} as source_file,
     rule_order::integer as rule_order,
-    rule::text as rule,
-    rule_description::text as rule_description,
+    rule::{{ type_text() }} as rule,
+    rule_description::{{ type_text() }} as rule_description,
     n_lines::bigint as n_lines,
     line_revenue::numeric(18, 4) as line_revenue,
     purchase_revenue::numeric(18, 4) as purchase_revenue,

@@ -92,6 +92,17 @@ newest_line_by_as_of as (
 
 ),
 
+line_ages as (
+
+    select
+        as_of_date,
+        newest_line_date,
+        {{ dbt.datediff('newest_line_date', 'as_of_date', 'day') }}
+            as days_since_newest_line
+    from newest_line_by_as_of
+
+),
+
 checks as (
 
     select
@@ -110,26 +121,26 @@ checks as (
     select
         'stale_lines' as check_name,
         'as of ' || as_of_date as checked_subject,
-        as_of_date - newest_line_date as observed,
+        days_since_newest_line as observed,
         null as baseline,
         {{ var('dq_stale_after_days') }} as warn_above,
-        coalesce(as_of_date - newest_line_date > {{ var('dq_stale_after_days') }}, true) as is_failing,
+        coalesce(days_since_newest_line > {{ var('dq_stale_after_days') }}, true) as is_failing,
         case
             when newest_line_date is null then 'no kept line on or before ' || as_of_date
             else 'the newest kept line on or before ' || as_of_date || ' is dated ' || newest_line_date || ', '
-                || (as_of_date - newest_line_date) || ' days earlier'
+                || days_since_newest_line || ' days earlier'
         end as message
-    from newest_line_by_as_of
+    from line_ages
 
 )
 
 select
-    check_name::text as check_name,
-    checked_subject::text as checked_subject,
-    'warn'::text as severity,
+    check_name::{{ type_text() }} as check_name,
+    checked_subject::{{ type_text() }} as checked_subject,
+    'warn'::{{ type_text() }} as severity,
     observed::numeric(12, 6) as observed,
     baseline::numeric(12, 6) as baseline,
     warn_above::numeric(12, 6) as warn_above,
     is_failing::boolean as is_failing,
-    message::text as message
+    message::{{ type_text() }} as message
 from checks

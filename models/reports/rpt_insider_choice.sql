@@ -30,8 +30,8 @@ evidence_items as (
         as_of_date,
         run_id,
         insider_definition,
-        insider_choice ->> 'reason' as choice_reason,
-        jsonb_array_elements(coalesce(insider_choice -> 'evidence', cast('[]' as jsonb))) as item
+        {{ json_text('insider_choice', 'reason') }} as choice_reason,
+        {{ json_array_items('insider_choice', 'evidence') }} as item
     from latest_runs
     where run_order = 1
 
@@ -44,8 +44,8 @@ evidence as (
         run_id,
         insider_definition,
         choice_reason,
-        cast(item ->> 'future_revenue_share' as numeric) as future_revenue_share,
-        item ->> 'candidate' as candidate
+        {{ to_numeric(json_text('item', 'future_revenue_share')) }} as future_revenue_share,
+        {{ json_text('item', 'candidate') }} as candidate
     from evidence_items
 
 ),
@@ -69,12 +69,12 @@ per_candidate as (
 
 select
     cast(as_of_date as date) as as_of_date,
-    cast(candidate as text) as candidate,
+    cast(candidate as {{ type_text() }}) as candidate,
     cast(is_chosen as boolean) as is_chosen,
     cast(n_inner_cutoffs as integer) as n_inner_cutoffs,
     cast(mean_future_revenue_share as numeric(8, 6)) as mean_future_revenue_share,
     cast(min_future_revenue_share as numeric(8, 6)) as min_future_revenue_share,
     cast(max_future_revenue_share as numeric(8, 6)) as max_future_revenue_share,
-    cast(choice_reason as text) as choice_reason,
-    cast(run_id as text) as run_id
+    cast(choice_reason as {{ type_text() }}) as choice_reason,
+    cast(run_id as {{ type_text() }}) as run_id
 from per_candidate

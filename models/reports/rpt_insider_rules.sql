@@ -20,8 +20,8 @@ readable as (
         rule_recall,
         tree_accuracy,
         'Customers with ' || rule_text || ' are Insiders '
-        || round(100 * rule_precision) || '% of the time (' || n_customers || ' customers, '
-        || round(100 * rule_recall) || '% of all Insiders).' as sentence
+        || {{ round_to_whole('100 * rule_precision') }} || '% of the time (' || n_customers || ' customers, '
+        || {{ round_to_whole('100 * rule_recall') }} || '% of all Insiders).' as sentence
     from rules
 
 )
@@ -29,8 +29,8 @@ readable as (
 select
     cast(as_of_date as date) as as_of_date,
     cast(rule_number as integer) as rule_number,
-    cast(rule_text as text) as rule_text,
-    cast(sentence as text) as sentence,
+    cast(rule_text as {{ type_text() }}) as rule_text,
+    cast(sentence as {{ type_text() }}) as sentence,
     cast(n_customers as integer) as n_customers,
     cast(n_insiders as integer) as n_insiders,
     cast(rule_precision as numeric(8, 6)) as rule_precision,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jinja2
 import psycopg
 import yaml
 
@@ -16,11 +17,14 @@ from insiders.dbt_runner import dbt_environment, invoke_dbt
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
 
-def declared_unit_tests() -> set[str]:
+def declared_unit_tests(target_type: str = "postgres") -> set[str]:
+    """The unit tests enabled on `target_type` (a test for one engine says so in `config: enabled:`)."""
     names = set()
     for path in MODELS_DIR.rglob("*.yml"):
         for unit_test in (yaml.safe_load(path.read_text()) or {}).get("unit_tests", []):
-            names.add(unit_test["name"])
+            enabled = str((unit_test.get("config") or {}).get("enabled", True))
+            if jinja2.Template(enabled).render(target={"type": target_type}) == "True":
+                names.add(unit_test["name"])
     return names
 
 

@@ -20,6 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from insiders.dbt_runner import dbt_target_path, run_tool
 from insiders.engines import SparkTarget, dbt_target
 from insiders.errors import InsidersError
 from insiders.load import COLUMN_ALIASES, DATE_FORMATS
@@ -27,6 +28,7 @@ from insiders.locks import spark_warehouse_lock
 from insiders.settings import Paths
 
 from .conftest import PROJECT_DIR
+from .test_dbt_unit_tests import declared_unit_tests
 
 AS_OF = date(2011, 12, 9)
 # the README's figures for the real file at its last date (the seeds' cleaning rules)
@@ -74,6 +76,71 @@ def test_a_missing_input_is_named_before_spark_starts(tmp_path):
     paths = Paths(project_dir=PROJECT_DIR, state_dir=tmp_path)
     with pytest.raises(InsidersError, match=r"missing\.parquet: no such file or directory"):
         dbt_target("spark", paths, [tmp_path / "missing.parquet"])
+
+
+# what runs on Spark over the Python job's ml tables (issue 12), and what stays PostgreSQL's
+SPARK_MARTS_OVER_ML = {"stg_ml__customer_segments", "stg_ml__customer_forecasts", "stg_ml__model_runs",
+                       "stg_ml__insider_rules", "stg_ml__hypothesis_tests", "stg_ml__backtests",
+                       "stg_ml__forecast_backtests", "fct_customer_segments", "dim_customers", "fct_segment_summary",
+                       "fct_segment_transitions", "fct_segment_memberships", "latest_customer_segments",
+                       "latest_segment_summary", "rpt_insiders", "rpt_insider_changes", "rpt_insider_choice",
+                       "rpt_insider_rules", "rpt_hypotheses", "rpt_backtests", "rpt_data_quality",
+                       "rpt_data_quality_checks"}
+
+
+@pytest.fixture(scope="module")
+def spark_manifest(tmp_path_factory) -> dict:
+    """The project parsed for the Spark target (no Spark session: parsing opens no connection)."""
+    paths = Paths(project_dir=PROJECT_DIR, state_dir=tmp_path_factory.mktemp("spark-parse"))
+    (paths.state_dir / "invoices.parquet").touch()
+    target = dbt_target("spark", paths, [paths.state_dir / "invoices.parquet"])
+    result = run_tool(paths, target, "dbt", ["parse", "--no-partial-parse"], quiet=True)
+    assert result.returncode == 0, result.stdout[-3000:]
+    return json.loads((dbt_target_path(paths) / "manifest.json").read_text())
+
+
+def _enabled(manifest: dict, resource_type: str) -> set[str]:
+    return {node["name"] for node in manifest["nodes"].values() if node["resource_type"] == resource_type}
+
+
+def _disabled(manifest: dict) -> set[str]:
+    return {node["name"] for versions in manifest["disabled"].values() for node in versions}
+
+
+def test_spark_builds_the_segment_marts_and_reports_over_the_ml_tables(spark_manifest):
+    models = _enabled(spark_manifest, "model")
+    assert SPARK_MARTS_OVER_ML - models == set()
+    assert {source["name"] for source in spark_manifest["sources"].values() if source["source_name"] == "ml"} \
+        >= {"model_runs", "customer_segments", "customer_forecasts", "insider_rules", "hypothesis_tests",
+            "backtests", "forecast_backtests"}
+    # the data tests of those marts run there too
+    tested = {node["attached_node"].rsplit(".", 1)[-1] for node in spark_manifest["nodes"].values()
+              if node["resource_type"] == "test" and node.get("attached_node")}
+    assert {"fct_customer_segments", "dim_customers", "fct_segment_summary", "rpt_insiders"} <= tested
+    singular = _enabled(spark_manifest, "test")
+    assert {"assert_segment_transitions_balance", "assert_current_marts_present_one_as_of_date",
+            "assert_no_label_from_a_later_model", "assert_data_quality_accounts_for_every_line"} <= singular
+
+
+def test_spark_keeps_the_semantic_layer_and_control_tables_postgresql_only(spark_manifest):
+    assert "metricflow_time_spine" not in _enabled(spark_manifest, "model")
+    assert "metricflow_time_spine" in _disabled(spark_manifest)
+    for kind in ("semantic_models", "metrics", "saved_queries"):
+        assert spark_manifest[kind] == {}, kind
+    assert {exposure["name"] for exposure in spark_manifest["exposures"].values()} == {"insiders_clustering_job"}
+    assert not [source for source in spark_manifest["sources"].values() if source["source_name"] == "control"]
+    # nothing enabled on Spark reads a control table (the current as-of date is the as_of_date var there,
+    # macro spark__current_as_of_date)
+    for node in spark_manifest["nodes"].values():
+        assert not [parent for parent in node["depends_on"].get("nodes", []) if ".control." in parent], node["name"]
+
+
+def test_spark_runs_the_unit_tests_meant_for_it(spark_manifest):
+    enabled = {unit_test["name"] for unit_test in spark_manifest["unit_tests"].values()}
+    assert enabled == declared_unit_tests("spark")
+    assert {"test_dim_customers_streaks_on_spark", "test_insider_changes_entered_and_left_on_spark",
+            "test_insider_choice_reads_the_latest_runs_evidence"} <= enabled
+    assert "test_insider_changes_at_the_current_as_of_date" not in enabled
 
 
 def _spark_table(target: SparkTarget, schema: str, table: str):
@@ -191,3 +258,14 @@ def test_spark_segments_and_insiders_equal_postgresqls(spark_run, postgres_run):
                                 " where as_of_date = %s order by customer_id", (AS_OF,)).fetchall()
     assert [tuple(row) for row in spark[["customer_id", "segment_id", "is_insider", "program_rank"]]
             .itertuples(index=False)] == postgres
+
+
+def test_spark_data_quality_report_equals_postgresql(spark_features, postgres_run):
+    """rpt_data_quality on Spark, from the file's own accounting, puts as many lines and as much revenue under each
+    rule as PostgreSQL's from the loader's, and every line read under one rule."""
+    spark = _spark_table(spark_features, "marts", "rpt_data_quality")
+    on_spark = {row.rule: (row.n_lines, round(Decimal(str(row.line_revenue)), 2)) for row in spark.itertuples()}
+    with psycopg.connect(postgres_run[1].url) as conn:
+        rows = conn.execute("select rule, n_lines, line_revenue from rpt_data_quality").fetchall()
+    assert on_spark == {rule: (n_lines, round(revenue, 2)) for rule, n_lines, revenue in rows}
+    assert sum(n_lines for n_lines, _ in on_spark.values()) == 541_909

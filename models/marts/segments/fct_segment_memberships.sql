@@ -41,7 +41,7 @@ stays as (
         max(as_of_date) as last_seen_on,
         count(*) as n_as_of_dates,
         bool_or(is_insider) as was_insider,
-        (array_agg(segment_name order by as_of_date desc))[1] as segment_name
+        {{ value_at_max('segment_name', 'as_of_date') }} as segment_name
     from numbered
     group by customer_id, segment_id, stay_key
 
@@ -59,7 +59,7 @@ bounded as (
 select
     cast(customer_id as bigint) as customer_id,
     cast(segment_id as integer) as segment_id,
-    cast(segment_name as text) as segment_name,
+    cast(segment_name as {{ type_text() }}) as segment_name,
     cast(valid_from as date) as valid_from,
     cast(valid_to as date) as valid_to,
     cast(last_seen_on as date) as last_seen_on,

@@ -94,7 +94,7 @@ with_shares as (
 select
     cast(as_of_date as date) as as_of_date,
     cast(segment_id as integer) as segment_id,
-    cast(segment_name as text) as segment_name,
+    cast(segment_name as {{ type_text() }}) as segment_name,
     cast(is_insider as boolean) as is_insider,
     cast(n_customers as integer) as n_customers,
     cast(n_insiders as integer) as n_insiders,
