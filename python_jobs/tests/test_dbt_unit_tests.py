@@ -11,8 +11,8 @@ import jinja2
 import psycopg
 import yaml
 
-from insiders.cluster.store import ensure_ml_schema
 from insiders.dbt_runner import dbt_environment, invoke_dbt
+from insiders.warehouse import PostgresWarehouse
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 
@@ -30,8 +30,7 @@ def declared_unit_tests(target_type: str = "postgres") -> set[str]:
 
 def test_every_dbt_unit_test_runs_and_passes(demo_mart, test_paths):
     with psycopg.connect(demo_mart.url) as conn:
-        ensure_ml_schema(conn)
-        conn.commit()
+        PostgresWarehouse(conn).ensure_ml_schema()
     invoke_dbt(test_paths, demo_mart, ["build", "--select", "source:ml+", "--exclude-resource-type", "unit_test"])
     invoke_dbt(test_paths, demo_mart, ["test", "--select", "test_type:unit"])  # raises naming any failure
     run_results = Path(dbt_environment(test_paths, demo_mart)["DBT_TARGET_PATH"]) / "run_results.json"
