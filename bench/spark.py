@@ -63,6 +63,9 @@ class Memory:
     server_rss: int = 0
     total: int = 0
     samples: int = 0
+    # seconds into the run at which the total and the children peaked (to place them in a stage)
+    total_at: float = 0.0
+    children_at: float = 0.0
 
 
 @dataclass
@@ -122,7 +125,7 @@ def _server(state: Path) -> list[psutil.Process]:
         return []
 
 
-def _sample(handle: psutil.Process, state: Path, memory: Memory) -> None:
+def _sample(handle: psutil.Process, state: Path, memory: Memory, elapsed: float) -> None:
     python = _rss(handle)
     try:
         children = sum(_rss(child) for child in handle.children(recursive=True))
@@ -136,11 +139,13 @@ def _sample(handle: psutil.Process, state: Path, memory: Memory) -> None:
             continue
         server_pss += info.pss
         server_rss += info.rss
+    if children > memory.children:
+        memory.children, memory.children_at = children, elapsed
+    if python + children + server_pss > memory.total:
+        memory.total, memory.total_at = python + children + server_pss, elapsed
     memory.python = max(memory.python, python)
-    memory.children = max(memory.children, children)
     memory.server_pss = max(memory.server_pss, server_pss)
     memory.server_rss = max(memory.server_rss, server_rss)
-    memory.total = max(memory.total, python + children + server_pss)
     memory.samples += 1
 
 
@@ -165,7 +170,7 @@ def run_engine(engine: str, source: Path, as_of: date | None, interval: float, k
             process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True)
             handle = psutil.Process(process.pid)
             while process.poll() is None:
-                _sample(handle, state, memory)
+                _sample(handle, state, memory, time.perf_counter() - started)
                 time.sleep(interval)
             seconds = time.perf_counter() - started
             out.seek(0)
@@ -189,6 +194,19 @@ def run_engine(engine: str, source: Path, as_of: date | None, interval: float, k
             print(f"  state directory kept: {state}", flush=True)
         else:
             shutil.rmtree(state, ignore_errors=True)
+
+
+def stage_at(run: EngineRun, elapsed: float) -> str:
+    """The stage running `elapsed` seconds into the run, counting the time outside the stages as start-up (the
+    server's start, imports): approximate by that much."""
+    end = run.seconds - sum(run.stages.values())
+    if elapsed < end:
+        return "start-up"
+    for name, seconds in run.stages.items():
+        end += seconds
+        if elapsed < end:
+            return name
+    return "the end"
 
 
 def _mib(n: int) -> str:
@@ -216,6 +234,8 @@ def show(run: EngineRun, n_lines: int) -> None:
     print(f"  peak memory: Python {_mib(m.python)}, its children (JVM) {_mib(m.children)}, server "
           f"{_mib(m.server_pss)} PSS ({_mib(m.server_rss)} RSS summed); total {_mib(m.total)} "
           f"({m.samples} samples)")
+    print(f"    the total peaked {m.total_at:.0f} s into the run ({stage_at(run, m.total_at)})"
+          + (f", the children {m.children_at:.0f} s in ({stage_at(run, m.children_at)})" if m.children else ""))
     print(f"  as of {run.summary['as_of']}: {run.summary['customers']:,} customers, gross revenue "
           f"{run.summary['gross_revenue']:,.2f}; {run.summary['insiders']:,} Insiders, "
           f"{len(run.summary['segments'])} segments", flush=True)
