@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 ARGS ?=
 
-.PHONY: run test lint unit clean-state bench bench-scale
+.PHONY: run test lint unit clean-state bench bench-scale bench-spark
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ bench: $(STAMP)
 ## the demo data at 1, 3 and 10 million lines, and one appended day (about 20 minutes)
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py
+
+## the same run on PostgreSQL and on Spark, 10 million demo lines (about an hour on 2 cores)
+bench-spark: $(STAMP)
+	$(BIN)/python bench/spark.py
 
 ## stop the embedded database and delete its data
 clean-state: $(STAMP)
