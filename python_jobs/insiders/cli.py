@@ -300,10 +300,11 @@ def _run_on_spark(args: argparse.Namespace, paths: Paths) -> int:
     with timer.stage("dbt build on Spark (staging)") as stage:
         warehouse = spark_stages.build_staging(paths, target)
         stage.note = target.url
-    as_of = args.as_of or spark_stages.data_span(warehouse)[1]
+    data_start, last_day = spark_stages.data_span(warehouse)
+    as_of = args.as_of or last_day
     program = _program_config(args)
     with timer.stage("dbt build on Spark (features)") as stage:
-        built = spark_stages.build_features(paths, target, warehouse, as_of, program)
+        built = spark_stages.build_features(paths, target, as_of, data_start, program)
         stage.note = _built_note(built)
     with timer.stage("segments, forecast and Insiders") as stage:
         labels = run_clustering(warehouse, paths, as_of=as_of, refit=args.refit, config=_cluster_config(args),

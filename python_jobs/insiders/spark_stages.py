@@ -45,11 +45,11 @@ def data_span(warehouse: SparkWarehouse) -> tuple[date, date]:
     return first, last
 
 
-def build_features(paths: Paths, target: SparkTarget, warehouse: SparkWarehouse, as_of: date,
+def build_features(paths: Paths, target: SparkTarget, as_of: date, data_start: date,
                    program: ProgramConfig) -> list[date]:
-    """dbt: the line tables, daily sales and the feature mart at every date the labels of `as_of` read."""
-    first, _ = data_span(warehouse)
-    dates = required_dates(as_of, first, program)
+    """dbt: the line tables, daily sales and the feature mart at every date the labels of `as_of` read (the
+    staged lines start at `data_start`)."""
+    dates = required_dates(as_of, data_start, program)
     invoke_dbt(paths, target, ["build", "--exclude", "source:ml+", STAGING,
                                "--vars", "{as_of_dates: [" + ", ".join(f"'{day}'" for day in dates) + "]}"])
     # every test that reads the staged lines, those that also read the line checks or the reports included (the

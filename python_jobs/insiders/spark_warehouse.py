@@ -26,7 +26,8 @@ from .settings import schema_name
 from .warehouse import DATED_TABLES, FitRecord, InnerBacktestRow, without_missing
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql.types import StructType
 
     from .engines import SparkTarget
 
@@ -129,12 +130,10 @@ class SparkWarehouse:
     def keep_inner_backtests(self, rows: list[InnerBacktestRow]) -> None:
         return None
 
-    def _incoming(self, table: str, frame: pd.DataFrame, columns: list[str]):
-        """The frame as a Spark DataFrame of the table's columns `columns`, their types and their order."""
-        from pyspark.sql.types import DoubleType, IntegerType, LongType, StructType
+    def _incoming(self, frame: pd.DataFrame, schema: StructType) -> DataFrame:
+        """The frame as a Spark DataFrame of `schema`'s columns, types and order."""
+        from pyspark.sql.types import DoubleType, IntegerType, LongType
 
-        schema = StructType([field for field in self.session.table(f"{self.ml}.{table}").schema
-                             if field.name in columns])
         typed = frame.reindex(columns=[field.name for field in schema])
         for field in schema:  # a float column may hold ints, an int column None: each as its column's type
             if isinstance(field.dataType, DoubleType):
@@ -144,20 +143,26 @@ class SparkWarehouse:
         return self.session.createDataFrame(without_missing(typed), schema=schema)
 
     def write_run(self, tables: dict[str, pd.DataFrame], as_of: date) -> None:
+        from pyspark.sql.types import StructType
+
         stamped = {name: frame.assign(created_at=datetime.now(UTC).replace(tzinfo=None)) if name == "model_runs"
                    else frame for name, frame in tables.items()}
         order = [name for name in stamped if name not in WRITTEN_LAST] + \
             [name for name in WRITTEN_LAST if name in stamped]
         for name in order:
             frame = stamped[name]
-            columns = self.session.table(f"{self.ml}.{name}").columns
-            if name in DATED_TABLES:
-                data_columns = [column for column in columns if column != "as_of_date"]
-                self._incoming(name, frame, data_columns).createOrReplaceTempView("insiders_incoming")
+            dated = name in DATED_TABLES
+            if not dated and frame.empty:
+                continue
+            # a dated table's partition column is given by the partition clause, not by the rows
+            schema = StructType([field for field in self.session.table(f"{self.ml}.{name}").schema
+                                 if not (dated and field.name == "as_of_date")])
+            self._incoming(frame, schema).createOrReplaceTempView("insiders_incoming")
+            columns = ", ".join(schema.fieldNames())
+            if dated:
                 self.session.sql(f"insert overwrite table {self.ml}.{name}"
                                  f" partition (as_of_date = '{as_of.isoformat()}')"
-                                 f" select {', '.join(data_columns)} from insiders_incoming")
-            elif not frame.empty:
-                self._incoming(name, frame, columns).createOrReplaceTempView("insiders_incoming")
-                self.session.sql(f"insert into {self.ml}.{name} select {', '.join(columns)} from insiders_incoming")
+                                 f" select {columns} from insiders_incoming")
+            else:
+                self.session.sql(f"insert into {self.ml}.{name} select {columns} from insiders_incoming")
         self.session.catalog.dropTempView("insiders_incoming")
