@@ -7,6 +7,7 @@ the dbt target that `dbt_runner` runs against, so that the CLI only names the en
 from __future__ import annotations
 
 import glob
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -47,8 +48,10 @@ class SparkTarget:
         return f"spark-session:{self.spark_dir}"
 
     def dbt_env(self) -> dict[str, str]:
+        # Spark's Python workers (the job's pandas UDFs) run this Python, with this environment's packages
         env = {"INSIDERS_TARGET": self.name, "INSIDERS_SPARK_DIR": str(self.spark_dir),
-               "INSIDERS_SPARK_LOG4J": str(resources.files("insiders").joinpath("spark/log4j2.properties"))}
+               "INSIDERS_SPARK_LOG4J": str(resources.files("insiders").joinpath("spark/log4j2.properties")),
+               "PYSPARK_PYTHON": sys.executable}
         if self.invoice_path:
             env["INSIDERS_INVOICE_PATH"] = self.invoice_path
         return env

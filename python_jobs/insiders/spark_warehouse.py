@@ -1,10 +1,12 @@
 """The labelling job's warehouse on Spark: the marts dbt built in a Spark session, and the ml tables beside them.
 
 The job reads the feature mart through the session (the same frame, value for value, as from PostgreSQL: both are
-read as CSV text is), fits and scores in pandas (the bounded-sample rule holds the fit's memory), and writes its
-rows back as Spark tables (sql/ml_schema_spark.sql) that the downstream dbt models read. Parquet tables have no
-transactions: a date's rows are replaced by overwriting its partition, and the run's record is written last, so
-that a run that dies midway leaves no record that points at missing rows (the next run overwrites the partitions).
+read as CSV text is), fits in pandas (the bounded-sample rule holds the fit's memory), places every customer in
+the segments inside Spark (the fitted model in a pandas UDF over the mart, batch by batch), and writes its rows
+back as Spark tables (sql/ml_schema_spark.sql) that the downstream dbt models read. The forecast, the Insider
+choice and the explanations still run in the driver over the frame it read. Parquet tables have no transactions:
+a date's rows are replaced by overwriting its partition, and the run's record is written last, so that a run that
+dies midway leaves no record that points at missing rows (the next run overwrites the partitions).
 
 Spark keeps no inner backtest or forecast calibration between runs: a Spark build reads the invoice files where they
 lie, so nothing records when a date's features changed, and a kept measurement could outlive them.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import io
 import logging
+from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from importlib import resources
 from pathlib import Path
@@ -29,6 +32,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
     from pyspark.sql.types import StructType
 
+    from .cluster.model import Assignment, SegmentModel
     from .engines import SparkTarget
 
 log = logging.getLogger(__name__)
@@ -53,6 +57,37 @@ def dbt_session(target: SparkTarget) -> SparkSession:
 
 def _date(day: date) -> str:
     return f"date'{day.isoformat()}'"
+
+
+def as_read(frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows typed as PostgreSQL's are read (through CSV text): decimals and dates come out as the same numbers
+    and strings on both engines, so that the same customers get the same segments."""
+    text = io.StringIO()
+    frame.to_csv(text, index=False)
+    text.seek(0)
+    return pd.read_csv(text)
+
+
+ASSIGNMENT_SCHEMA = ("customer_id bigint, segment_id bigint, confidence double, distance double, map_x double,"
+                     " map_y double")
+
+
+def segment_scorer(model: SegmentModel) -> Callable[[Iterator[pd.DataFrame]], Iterator[pd.DataFrame]]:
+    """A pandas UDF (`mapInPandas`) that places each batch of the mart's customers in `model`'s segments: the
+    model travels to Spark's Python workers with the function, and only its answers come back."""
+
+    def score(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            if batch.empty:
+                continue
+            customers = as_read(batch)
+            placed = model.assign(customers)
+            yield pd.DataFrame({
+                "customer_id": customers["customer_id"].astype("int64"), "segment_id": placed.segment_id,
+                "confidence": placed.confidence, "distance": placed.distance, "map_x": placed.map_xy[:, 0],
+                "map_y": placed.map_xy[:, 1]})
+
+    return score
 
 
 class SparkWarehouse:
@@ -90,12 +125,21 @@ class SparkWarehouse:
                                  f" where as_of_date = {_date(as_of)} order by customer_id").toPandas()
         if frame.empty:
             raise InsidersError(f"the feature mart (fct_customer_features) has no rows as of {as_of}")
-        # through CSV text, as PostgreSQL's rows are read: decimals and dates come out as the same numbers and
-        # strings on both engines, so that the same customers get the same segments
-        text = io.StringIO()
-        frame.to_csv(text, index=False)
-        text.seek(0)
-        return pd.read_csv(text)
+        return as_read(frame)
+
+    def assign_segments(self, model: SegmentModel, as_of: date, features: pd.DataFrame) -> Assignment:
+        from .cluster.model import Assignment
+
+        columns = ", ".join(["customer_id", *model.config.features])
+        mart = self.session.sql(f"select {columns} from {self.marts}.fct_customer_features"
+                                f" where as_of_date = {_date(as_of)}")
+        scored = mart.mapInPandas(segment_scorer(model), schema=ASSIGNMENT_SCHEMA).toPandas()
+        placed = scored.set_index("customer_id").reindex(features["customer_id"].astype("int64"))
+        if len(scored) != len(features) or placed["segment_id"].isna().any():
+            raise InsidersError(f"the feature mart as of {as_of} changed while the job read it: {len(scored):,} "
+                                f"customers scored, {len(features):,} read; run again")
+        return Assignment(placed["segment_id"].to_numpy(dtype="int64"), placed["confidence"].to_numpy(),
+                          placed["distance"].to_numpy(), placed[["map_x", "map_y"]].to_numpy())
 
     def future_revenue(self, cutoff: date, horizon_days: int) -> pd.DataFrame:
         rows = self._rows(

@@ -13,13 +13,16 @@ import math
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import pandas as pd
 import psycopg
 
 from . import db
 from .errors import InsidersError
+
+if TYPE_CHECKING:
+    from .cluster.model import Assignment, SegmentModel
 
 # the tables whose rows belong to one as-of date, replaced as a whole when the date is labelled again
 DATED_TABLES = ("customer_segments", "customer_forecasts", "hypothesis_tests", "insider_rules")
@@ -56,6 +59,11 @@ class Warehouse(Protocol):
 
     def read_features(self, as_of: date) -> pd.DataFrame:
         """The feature mart's rows at one as-of date, by customer_id, typed as a CSV of them would be read."""
+        ...
+
+    def assign_segments(self, model: SegmentModel, as_of: date, features: pd.DataFrame) -> Assignment:
+        """Every customer of the mart at `as_of` placed in the model's segments, in the order of `features` (what
+        `read_features` returned for that date), where the engine can run the model."""
         ...
 
     def future_revenue(self, cutoff: date, horizon_days: int) -> pd.DataFrame:
@@ -158,6 +166,10 @@ class PostgresWarehouse:
         if features.empty:
             raise InsidersError(f"the feature mart (fct_customer_features) has no rows as of {as_of}")
         return features
+
+    def assign_segments(self, model: SegmentModel, as_of: date, features: pd.DataFrame) -> Assignment:
+        """PostgreSQL cannot run the model: the job scores the rows it read, in blocks."""
+        return model.assign(features)
 
     def future_revenue(self, cutoff: date, horizon_days: int) -> pd.DataFrame:
         rows = self.conn.execute(

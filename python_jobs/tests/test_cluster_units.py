@@ -192,3 +192,29 @@ def test_sampled_tsne_maps_everyone_from_a_sample():
     # the others sit among their sampled neighbours
     assert (xy[others].min(axis=0) >= xy[rows].min(axis=0)).all()
     assert (xy[others].max(axis=0) <= xy[rows].max(axis=0)).all()
+
+
+def test_the_spark_scorer_places_each_batch_as_the_job_places_the_whole_mart():
+    """What Spark's pandas UDF returns for the mart's rows in Arrow batches (decimals as Decimal objects) is what
+    the job computes on PostgreSQL's rows read whole: per customer, whatever the batches."""
+    from decimal import Decimal
+
+    from insiders.spark_warehouse import as_read, segment_scorer
+
+    config = ClusterConfig(k_min=4, k_max=6)
+    features = synthetic_features(1_500, seed=7)
+    columns = ["customer_id", *config.features]
+    mart = features[columns].copy()
+    for name in config.features:  # numeric(18, 2) in the mart: Arrow hands Spark's decimals to pandas as Decimals
+        mart[name] = [Decimal(f"{value:.2f}") for value in mart[name]]
+    model, _, _ = fit_model(features, config, AS_OF, previous=None)
+    read = as_read(mart)
+    whole = model.assign(read)
+    batches = [mart.iloc[start:start + 97] for start in range(0, len(mart), 97)]
+    scored = pd.concat(segment_scorer(model)(iter([*batches, mart.iloc[:0]])), ignore_index=True)
+    assert scored["customer_id"].tolist() == read["customer_id"].tolist()
+    assert np.array_equal(scored["segment_id"].to_numpy(), whole.segment_id)
+    for name, expected in (("confidence", whole.confidence), ("distance", whole.distance),
+                           ("map_x", whole.map_xy[:, 0]), ("map_y", whole.map_xy[:, 1])):
+        # the same arithmetic per row; only the blocks' sizes differ (see test_blocks_do_not_change_assignments)
+        np.testing.assert_allclose(scored[name].to_numpy(), expected, rtol=1e-12, atol=1e-12)

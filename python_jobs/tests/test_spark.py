@@ -15,6 +15,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import psycopg
 import pyarrow.parquet as pq
 import pytest
@@ -246,7 +247,8 @@ def test_the_spark_run_reports_the_real_files_figures(spark_run):
 
 def test_spark_segments_and_insiders_equal_postgresqls(spark_run, postgres_run):
     """The same features make the same model: the same segments, sizes and names, the same definition and the
-    same Insiders, customer by customer."""
+    same Insiders, customer by customer; Spark's pandas UDF places each customer where the job's scoring in
+    PostgreSQL's run does, with the same confidence and distance."""
     (on_spark, target), (on_postgres, database) = spark_run, postgres_run
     assert on_spark["segments"] == on_postgres["segments"]
     for field in ("model", "insiders", "insider_definition", "insider_customer_share", "insider_revenue_share"):
@@ -254,10 +256,16 @@ def test_spark_segments_and_insiders_equal_postgresqls(spark_run, postgres_run):
     spark = _spark_table(target, "ml", "customer_segments")
     spark = spark[spark["as_of_date"].astype(str) == str(AS_OF)].sort_values("customer_id")
     with psycopg.connect(database.url) as conn:
-        postgres = conn.execute("select customer_id, segment_id, is_insider, program_rank from ml.customer_segments"
-                                " where as_of_date = %s order by customer_id", (AS_OF,)).fetchall()
+        postgres = conn.execute("select customer_id, segment_id, is_insider, program_rank, confidence,"
+                                " distance_to_centroid from ml.customer_segments where as_of_date = %s"
+                                " order by customer_id", (AS_OF,)).fetchall()
     assert [tuple(row) for row in spark[["customer_id", "segment_id", "is_insider", "program_rank"]]
-            .itertuples(index=False)] == postgres
+            .itertuples(index=False)] == [row[:4] for row in postgres]
+    for column, position in (("confidence", 4), ("distance_to_centroid", 5)):
+        # both rounded to 6 places when written: the same arithmetic per customer, in blocks of other sizes, may
+        # land a value a rounding step away at most
+        np.testing.assert_allclose(spark[column].astype(float).to_numpy(),
+                                   [float(row[position]) for row in postgres], rtol=0, atol=1.01e-6)
 
 
 def test_spark_data_quality_report_equals_postgresql(spark_features, postgres_run):

@@ -219,7 +219,7 @@ def run_clustering(warehouse: Warehouse, paths: Paths, *, as_of: date | None = N
             log.info("scoring with the model fitted in run %s (%s, data up to %s)", model_run_id,
                      model.candidate_id, model.fitted_as_of)
     with timer.stage("assign segments"):
-        assignment = model.assign(features)
+        assignment = warehouse.assign_segments(model, as_of, features)
         if requested.map_embedding == "tsne":  # the map is a picture: it follows the request, not the model
             assignment.map_xy = tsne_map(model, features, config.seed)
     data_start = date.fromisoformat(str(features["first_purchase_date"].min())[:10])

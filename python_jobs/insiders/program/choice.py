@@ -140,7 +140,8 @@ def candidate_scores(features: pd.DataFrame, config: ProgramConfig, *, forecast:
     return {name: score for name, score in scores.items() if name in wanted}
 
 
-def _segments_fitted_at(features: pd.DataFrame, day: date, cluster_config: ClusterConfig) -> np.ndarray | None:
+def _segments_fitted_at(warehouse: Warehouse, features: pd.DataFrame, day: date,
+                        cluster_config: ClusterConfig) -> np.ndarray | None:
     """Segments of a model fitted on this cutoff's customers, or None (the candidate sits this cutoff out) when
     they are too few or alike to cluster. `cluster_config` is the grid to fit: the job passes the one candidate
     of the model in force (its embedding, algorithm and k), refitted on the cutoff's customers, so that the
@@ -152,14 +153,14 @@ def _segments_fitted_at(features: pd.DataFrame, day: date, cluster_config: Clust
     except (InsidersError, ValueError) as exc:
         log.warning("top_segment left out at the inner cutoff %s: %s", day, exc)
         return None
-    return model.assign(features).segment_id
+    return warehouse.assign_segments(model, day, features).segment_id
 
 
 def measure_inner_cutoff(warehouse: Warehouse, cutoff: date, data_start: date, config: ProgramConfig,
                          cluster_config: ClusterConfig, wanted: set[str]) -> pd.DataFrame:
     """Each `wanted` candidate's share of the horizon's net revenue at `cutoff`, at the program's size."""
     features = warehouse.read_features(cutoff)
-    segment_id = _segments_fitted_at(features, cutoff, cluster_config) if "top_segment" in wanted else None
+    segment_id = _segments_fitted_at(warehouse, features, cutoff, cluster_config) if "top_segment" in wanted else None
     window = recent_window(warehouse, cutoff, data_start, config) if "trained_model" in wanted else None
     forecast = forecast_customers(features, horizons_with(config.horizon_days)) \
         if "top_expected_revenue" in wanted else None
