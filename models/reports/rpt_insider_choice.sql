@@ -58,7 +58,7 @@ per_candidate as (
         min(run_id) as run_id,
         min(choice_reason) as choice_reason,
         bool_or(candidate = insider_definition) as is_chosen,
-        count(*) as n_inner_cutoffs,
+        count(future_revenue_share) as n_inner_cutoffs,
         avg(future_revenue_share) as mean_future_revenue_share,
         min(future_revenue_share) as min_future_revenue_share,
         max(future_revenue_share) as max_future_revenue_share

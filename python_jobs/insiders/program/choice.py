@@ -46,7 +46,10 @@ class ProgramChoice:
         return {"definition": self.definition, "reason": self.reason,
                 "inner_cutoffs": [d.isoformat() for d in self.inner_cutoffs],
                 "mean_future_revenue_share": {k: round(float(v), 6) for k, v in means.items()},
-                "evidence": [{**row, "cutoff_date": row["cutoff_date"].isoformat()}
+                # a candidate that could not be computed at a cutoff has no share there: null, not NaN's text
+                "evidence": [{**row, "cutoff_date": row["cutoff_date"].isoformat(),
+                              "future_revenue_share": None if pd.isna(row["future_revenue_share"])
+                              else row["future_revenue_share"]}
                              for row in self.evidence.to_dict("records")]}
 
 
