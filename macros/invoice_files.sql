@@ -10,7 +10,8 @@
     format per file chosen among the same candidates (var invoice_date_formats), the same refusals and reasons, the
     same natural key and occurrence, the same accounting (read = loaded + duplicate + rejected). A file is a batch,
     numbered in the order of the files' paths (the order `insiders load` would take them in); the lines a later
-    file repeats are its duplicates.
+    file repeats are its duplicates. A backtest's scratch build reads the lines invoiced up to its cutoff only
+    (invoice_lines_through).
 -#}
 
 {#- The invoice file(s) Spark reads: the invoice_path var, else $INSIDERS_INVOICE_PATH (a file, a directory or a
@@ -18,6 +19,13 @@
 {% macro invoice_path() -%}
     {%- set path = var('invoice_path', none) or env_var('INSIDERS_INVOICE_PATH', '') -%}
     {{- return(path | trim) -}}
+{%- endmacro %}
+
+{#- A backtest's scratch build (`insiders backtest --engine spark`): only the lines invoiced up to this date are
+    read, the invoice_lines_through var, else $INSIDERS_INVOICE_LINES_THROUGH; empty: every line. -#}
+{% macro invoice_lines_through() -%}
+    {%- set through = var('invoice_lines_through', none) or env_var('INSIDERS_INVOICE_LINES_THROUGH', '') -%}
+    {{- return(through | string | trim) -}}
 {%- endmacro %}
 
 {#- parquet or csv: the invoice_format var, else the path's extension. -#}
@@ -359,6 +367,13 @@ file_checked_rows as (
                     {%- else %} coalesce(' does not match ' || date_format, ' is not a date'){% endif %}) end
         ), '') as reason
     from file_typed_rows
+    {%- if invoice_lines_through() %}
+    -- a backtest's cutoff: the lines invoiced after it are not read, as PostgreSQL's scratch database never holds
+    -- them, so that the refusals, the occurrences, the duplicates and the accounting are those of the lines held
+    -- (a line with no date cannot be placed before the cutoff); each file's date format is still chosen over the
+    -- whole file, as the loader chose it
+    where cast(invoiced_at as date) <= date'{{ invoice_lines_through() }}'
+    {%- endif %}
 
 ),
 

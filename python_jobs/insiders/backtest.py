@@ -1,10 +1,16 @@
 """`insiders backtest`: what the product would have picked at a past cutoff, against what happened next.
 
-Each cutoff is built in a scratch database on the same server that holds only the lines dated up to the cutoff,
-so nothing after it can leak into the features, the segments, the forecast or the Insider choice; production
-tables are untouched. Only once the labels are made are the horizon's lines added, to measure: for groups of the
-Insiders' size, the share of the horizon's revenue each rule captured, with bootstrap intervals, and the forecast
-against the actual purchases. Results go to ml.backtests and ml.forecast_backtests in the production database.
+Each cutoff is built in a scratch warehouse that holds only the lines dated up to the cutoff, so nothing after it
+can leak into the features, the segments, the forecast or the Insider choice; production tables are untouched.
+Only once the labels are made are the horizon's lines added, to measure: for groups of the Insiders' size, the
+share of the horizon's revenue each rule captured, with bootstrap intervals, and the forecast against the actual
+purchases. Results go to ml.backtests and ml.forecast_backtests of the target, and rpt_backtests is built over them.
+
+What is the same on every engine lives here (the rule groups, the measurement, the forecast error, the loop over
+cutoffs and its timings); an engine (`BacktestEngine`) only builds a scratch warehouse with the lines up to a
+cutoff, labels there, adds the horizon, reads the outcome, writes the results and builds the report: PostgreSQL's
+below (a scratch database on the same server), Spark's in spark_backtest.py (scratch schemas in the same
+warehouse).
 """
 
 from __future__ import annotations
@@ -14,10 +20,11 @@ import os
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import replace
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -36,9 +43,51 @@ from .progress import StageTimer
 from .settings import Paths, Target
 from .warehouse import PostgresWarehouse, copy_rows
 
+if TYPE_CHECKING:
+    from .engines import SparkTarget
+
 log = logging.getLogger("insiders")
 # the rules every backtest reports (plus every candidate the Insider choice compared)
 RULES = ("insiders", "top_past_revenue", "rfm_score", "top_expected_revenue", "random")
+# what ml.backtests and ml.forecast_backtests hold of a cutoff's measurement (besides its id, cutoff and horizon)
+BACKTEST_COLUMNS = ("rule", "insider_definition", "n_customers", "customer_share", "future_revenue_share",
+                    "future_revenue_share_low", "future_revenue_share_high", "lift", "precision", "recall",
+                    "share_difference_vs_insiders", "share_difference_low", "share_difference_high")
+FORECAST_COLUMNS = ("n_customers", "predicted_purchases", "actual_purchases", "predicted_revenue", "actual_revenue",
+                    "revenue_error_share", "purchases_mae", "revenue_mae", "seconds")
+
+
+class Scratch(Protocol):
+    """One cutoff's scratch warehouse."""
+
+    def label(self, program: ProgramConfig, cluster_config: ClusterConfig) -> ClusterResult:
+        """Build it from the lines invoiced up to the cutoff only and label the cutoff there (every candidate)."""
+        ...
+
+    def outcome(self, horizon_days: int) -> pd.DataFrame:
+        """Add the horizon's lines and read what each customer did in it (Warehouse.future_revenue)."""
+        ...
+
+
+class BacktestEngine(Protocol):
+    """What a backtest does differently per engine."""
+
+    def last_day(self) -> date:
+        """The date of the last line there is (a horizon must end by it)."""
+        ...
+
+    def scratch(self, cutoff: date) -> AbstractContextManager[Scratch]:
+        """A scratch warehouse for `cutoff`, dropped afterwards whatever happens."""
+        ...
+
+    def write(self, backtest_id: str, cutoff: date, horizon_days: int, rows: pd.DataFrame,
+              errors: dict[str, float]) -> None:
+        """The cutoff's measurement into the target's ml tables, replacing that cutoff and horizon's rows."""
+        ...
+
+    def build_report(self) -> None:
+        """dbt: rpt_backtests over the ml tables."""
+        ...
 
 
 @contextmanager
@@ -93,6 +142,57 @@ def copy_lines(source: Target, scratch: Target, after: date | None, until: date)
     return copied
 
 
+@dataclass(frozen=True)
+class PostgresScratch:
+    """A scratch database on the target's server, filled by copying the target's loaded lines."""
+
+    source: Target
+    target: Target
+    paths: Paths
+    cutoff: date
+
+    def label(self, program: ProgramConfig, cluster_config: ClusterConfig) -> ClusterResult:
+        copied = copy_lines(self.source, self.target, None, self.cutoff)
+        log.debug("backtest at %s: %s lines up to the cutoff in %s", self.cutoff, f"{copied:,}", self.target.dbname)
+        stages.build_features(self.paths, self.target, [self.cutoff], program)
+        with db.connect(self.target) as conn:
+            return run_clustering(PostgresWarehouse(conn), self.paths, as_of=self.cutoff, config=cluster_config,
+                                  program=program, every_candidate=True)
+
+    def outcome(self, horizon_days: int) -> pd.DataFrame:
+        copy_lines(self.source, self.target, self.cutoff, self.cutoff + timedelta(days=horizon_days))
+        stages.build_sales(self.paths, self.target)
+        with db.connect(self.target) as conn:
+            return PostgresWarehouse(conn).future_revenue(self.cutoff, horizon_days)
+
+
+@dataclass(frozen=True)
+class PostgresBacktest:
+    """The backtest on PostgreSQL: each cutoff in a scratch database on the same server, the lines copied there."""
+
+    paths: Paths
+    target: Target
+
+    def last_day(self) -> date:
+        with db.connect(self.target) as conn:
+            return stages.data_span(conn)[1]
+
+    @contextmanager
+    def scratch(self, cutoff: date) -> Iterator[PostgresScratch]:
+        with scratch_database(self.target, cutoff) as scratch, \
+                tempfile.TemporaryDirectory(prefix="insiders-bt-") as state:
+            yield PostgresScratch(self.target, scratch, Paths(project_dir=self.paths.project_dir,
+                                                              state_dir=Path(state)), cutoff)
+
+    def write(self, backtest_id: str, cutoff: date, horizon_days: int, rows: pd.DataFrame,
+              errors: dict[str, float]) -> None:
+        with db.connect(self.target) as conn:
+            write_backtest(conn, backtest_id, cutoff, horizon_days, rows, errors)
+
+    def build_report(self) -> None:
+        stages.build_backtest_marts(self.paths, self.target)
+
+
 def rule_groups(result: ClusterResult, program: ProgramConfig) -> dict[str, np.ndarray]:
     """Each rule's members among the customers known at the cutoff, all of the Insiders' size."""
     features = result.features
@@ -107,28 +207,22 @@ def rule_groups(result: ClusterResult, program: ProgramConfig) -> dict[str, np.n
     return groups
 
 
-def backtest_cutoff(paths: Paths, target: Target, cutoff: date, program: ProgramConfig,
-                    cluster_config: ClusterConfig, backtest_id: str) -> tuple[pd.DataFrame, dict[str, float]]:
+def check_horizons(cutoffs: list[date], horizon_days: int, last: date) -> None:
+    """Every cutoff's horizon ends by the last line, before any cutoff is built."""
+    late = [cutoff for cutoff in cutoffs if cutoff + timedelta(days=horizon_days) > last]
+    if late:
+        raise InsidersError(f"the horizon of {horizon_days} days after {late[0]} ends after the last line "
+                            f"({last}): choose an earlier cutoff or a shorter horizon")
+
+
+def backtest_cutoff(engine: BacktestEngine, cutoff: date, program: ProgramConfig, cluster_config: ClusterConfig,
+                    backtest_id: str) -> tuple[pd.DataFrame, dict[str, float]]:
     started = time.perf_counter()
-    with db.connect(target) as conn:
-        _, last = stages.data_span(conn)
-    if cutoff + timedelta(days=program.horizon_days) > last:
-        raise InsidersError(f"the horizon of {program.horizon_days} days after {cutoff} ends after the last line "
-                            f"loaded ({last}): choose an earlier cutoff or a shorter horizon")
-    with scratch_database(target, cutoff) as scratch, tempfile.TemporaryDirectory(prefix="insiders-bt-") as state:
-        scratch_paths = Paths(project_dir=paths.project_dir, state_dir=Path(state))
-        copied = copy_lines(target, scratch, None, cutoff)
-        log.debug("backtest at %s: %s lines up to the cutoff in %s", cutoff, f"{copied:,}", scratch.dbname)
-        stages.build_features(scratch_paths, scratch, [cutoff], program)
-        with db.connect(scratch) as conn:
-            result = run_clustering(PostgresWarehouse(conn), scratch_paths, as_of=cutoff, config=cluster_config,
-                                    program=program, every_candidate=True)
+    with engine.scratch(cutoff) as scratch:
+        result = scratch.label(program, cluster_config)
         groups = rule_groups(result, program)
-        # only now does the scratch database see the horizon
-        copy_lines(target, scratch, cutoff, cutoff + timedelta(days=program.horizon_days))
-        stages.build_sales(scratch_paths, scratch)
-        with db.connect(scratch) as conn:
-            outcome = PostgresWarehouse(conn).future_revenue(cutoff, program.horizon_days)
+        # only now does the scratch warehouse see the horizon
+        outcome = scratch.outcome(program.horizon_days)
     customer_id = result.features["customer_id"]
     net = aligned(outcome, customer_id, "net_revenue").to_numpy()
     rows = measure_groups(net, groups, reference="insiders", resamples=program.bootstrap_resamples,
@@ -142,8 +236,7 @@ def backtest_cutoff(paths: Paths, target: Target, cutoff: date, program: Program
                             forecast[f"expected_revenue_{program.horizon_days}d"].to_numpy(),
                             aligned(outcome, customer_id, "gross_revenue").to_numpy())
     errors["seconds"] = round(time.perf_counter() - started, 1)
-    with db.connect(target) as conn:
-        write_backtest(conn, backtest_id, cutoff, program.horizon_days, rows, errors)
+    engine.write(backtest_id, cutoff, program.horizon_days, rows, errors)
     return rows, errors
 
 
@@ -154,30 +247,39 @@ def write_backtest(conn: psycopg.Connection, backtest_id: str, cutoff: date, hor
         conn.execute("delete from backtests where cutoff_date = %s and horizon_days = %s", (cutoff, horizon_days))
         conn.execute("delete from forecast_backtests where cutoff_date = %s and horizon_days = %s",
                      (cutoff, horizon_days))
-        columns = ["cutoff_date", "horizon_days", "rule", "insider_definition", "n_customers", "customer_share",
-                   "future_revenue_share", "future_revenue_share_low", "future_revenue_share_high", "lift",
-                   "precision", "recall", "share_difference_vs_insiders", "share_difference_low",
-                   "share_difference_high"]
         with conn.cursor() as cur:
-            copy_rows(cur, "backtests", rows[columns].assign(backtest_id=backtest_id))
-        names = ["n_customers", "predicted_purchases", "actual_purchases", "predicted_revenue", "actual_revenue",
-                 "revenue_error_share", "purchases_mae", "revenue_mae", "seconds"]
-        conn.execute(f"insert into forecast_backtests (backtest_id, cutoff_date, horizon_days, {', '.join(names)})"
-                     f" values (%s, %s, %s, {', '.join(['%s'] * len(names))})",
-                     (backtest_id, cutoff, horizon_days, *[errors[n] for n in names]))
+            copy_rows(cur, "backtests", rows[["cutoff_date", "horizon_days", *BACKTEST_COLUMNS]]
+                      .assign(backtest_id=backtest_id))
+        placeholders = ", ".join(["%s"] * (3 + len(FORECAST_COLUMNS)))
+        conn.execute(f"insert into forecast_backtests (backtest_id, cutoff_date, horizon_days,"
+                     f" {', '.join(FORECAST_COLUMNS)}) values ({placeholders})",
+                     (backtest_id, cutoff, horizon_days, *[errors[n] for n in FORECAST_COLUMNS]))
 
 
-def backtest(paths: Paths, target: Target, cutoffs: list[date], program: ProgramConfig,
+def backtest_engine(paths: Paths, target: Target | SparkTarget) -> BacktestEngine:
+    """The engine of `target`: a PostgreSQL database, or a Spark warehouse reading the invoice files."""
+    from .engines import SparkTarget
+
+    if isinstance(target, SparkTarget):
+        from .spark_backtest import SparkBacktest
+
+        return SparkBacktest(paths, target)
+    return PostgresBacktest(paths, target)
+
+
+def backtest(paths: Paths, target: Target | SparkTarget, cutoffs: list[date], program: ProgramConfig,
              cluster_config: ClusterConfig | None = None) -> list[tuple[pd.DataFrame, dict[str, float]]]:
+    engine = backtest_engine(paths, target)
     backtest_id = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%f")
+    cutoffs = sorted(set(cutoffs))
+    check_horizons(cutoffs, program.horizon_days, engine.last_day())
     timer = StageTimer()
     results = []
-    for cutoff in sorted(set(cutoffs)):
+    for cutoff in cutoffs:
         with timer.stage(f"backtest at {cutoff}") as stage:
-            rows, errors = backtest_cutoff(paths, target, cutoff, program, cluster_config or ClusterConfig(),
-                                           backtest_id)
+            rows, errors = backtest_cutoff(engine, cutoff, program, cluster_config or ClusterConfig(), backtest_id)
             stage.note = f"the Insiders by {rows.iloc[0].insider_definition}, next {program.horizon_days} days"
             results.append((rows, errors))
     with timer.stage("dbt build (backtest report)"):
-        stages.build_backtest_marts(paths, target)
+        engine.build_report()
     return results

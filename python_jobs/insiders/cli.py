@@ -189,11 +189,18 @@ def _cmd_backtest(args: argparse.Namespace, paths: Paths) -> int:
     cutoffs = [*(args.cutoff or []), *(args.cutoffs or [])]
     if not cutoffs:
         raise InsidersError("give at least one --cutoff DATE (or --cutoffs DATE,DATE,...)")
-    target = db.resolve_target(paths)
-    if args.input:
-        with StageTimer().stage("load") as stage:
-            loaded, rejected = stages.load_inputs(target, [Path(p) for p in args.input])
-            stage.note = f"{loaded:,} lines loaded, {rejected:,} rejected"
+    if args.engine == "spark":
+        from .engines import spark_target
+
+        if not args.input:
+            raise InsidersError("Spark reads the invoice files where they lie: give them with --input")
+        target = spark_target(paths, args.input)
+    else:
+        target = db.resolve_target(paths)
+        if args.input:
+            with StageTimer().stage("load") as stage:
+                loaded, rejected = stages.load_inputs(target, [Path(p) for p in args.input])
+                stage.note = f"{loaded:,} lines loaded, {rejected:,} rejected"
     results = backtest(paths, target, cutoffs, _program_config(args), _cluster_config(args))
     if args.json:
         _print_json({"backtests": [{
@@ -522,11 +529,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = command("backtest", "what the product would have picked at a past cutoff, against what followed",
                 "insiders backtest --cutoffs 2011-06-30,2011-09-09 --horizon 90",
+                "insiders backtest --engine spark --input online_retail.parquet --cutoff 2011-09-09",
                 parents=(common, as_json, writer))
     p.add_argument("--cutoff", type=date.fromisoformat, action="append", help="cutoff date (repeatable)")
     p.add_argument("--cutoffs", type=lambda text: [date.fromisoformat(d.strip()) for d in text.split(",")],
                    default=[], help="several cutoffs, comma-separated")
-    p.add_argument("--input", nargs="*", default=[], metavar="FILE", help="invoice files to load first")
+    p.add_argument("--input", nargs="*", default=[], metavar="FILE",
+                   help="invoice files to load first; spark: one path, read where it lies (a file, a directory or "
+                        "a glob)")
+    p.add_argument("--engine", choices=ENGINES, default="postgres",
+                   help="postgres (default: scratch databases on the same server) or spark (scratch schemas in the "
+                        "local session's warehouse, the files read where they lie)")
     _add_cluster_options(p, refit=False)
     p.set_defaults(func=_cmd_backtest, refit=False, writes=True)
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from .errors import InsidersError
 from .progress import Tracker, colour, track, verbose
-from .settings import Paths, Target
+from .settings import Paths
 
 if TYPE_CHECKING:
     from .engines import DbtTarget
@@ -152,8 +152,8 @@ def failure_summary(result: object, exception: BaseException | None) -> tuple[st
     return headline, lines
 
 
-def forget(target: Target) -> None:
-    """Drop the parsed manifests of a target that is going away (a backtest's scratch database)."""
+def forget(target: DbtTarget) -> None:
+    """Drop the parsed manifests of a target that is going away (a backtest's scratch database or schemas)."""
     for key in [key for key in _manifests if key[1] == target.url]:
         del _manifests[key]
 
@@ -193,7 +193,11 @@ def invoke_dbt(paths: Paths, target: DbtTarget, args: list[str]) -> object:
     env = dbt_environment(paths, target)
     log_file = dbt_log_path(paths) / "dbt.log"
     key = (str(paths.project_dir), target.url, env["DBT_TARGET_PATH"])
-    common = ["--project-dir", str(paths.project_dir), "--profiles-dir", env["DBT_PROFILES_DIR"]]
+    # the target named on the command line too, not only through INSIDERS_TARGET: dbt's partial parsing keys its
+    # saved manifest on the command line's target and not on the environment, and a manifest carries each target's
+    # schema names (a backtest's scratch target on Spark would otherwise build into the main target's schemas)
+    common = ["--project-dir", str(paths.project_dir), "--profiles-dir", env["DBT_PROFILES_DIR"],
+              "--target", target.name]
     with _environment(env):
         if key not in _manifests:
             parsed = dbtRunner(callbacks=[_Events(None)]).invoke([*_console_flags(), "parse", *common])

@@ -10,6 +10,7 @@ import glob
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Protocol
@@ -42,16 +43,21 @@ class SparkTarget:
     spark_dir: Path
     invoice_path: str = ""
     name: str = SPARK_TARGET
+    # a backtest's scratch build reads the lines invoiced up to this date only (macros/invoice_files.sql)
+    lines_through: date | None = None
 
     @property
     def url(self) -> str:
-        return f"spark-session:{self.spark_dir}"
+        # another target (a backtest's scratch schemas) shares the session, not the schemas nor a parsed manifest
+        return f"spark-session:{self.spark_dir}" + ("" if self.name == SPARK_TARGET else f" (target {self.name})")
 
     def dbt_env(self) -> dict[str, str]:
         # Spark's Python workers (the job's pandas UDFs) run this Python, with this environment's packages
         env = {"INSIDERS_TARGET": self.name, "INSIDERS_SPARK_DIR": str(self.spark_dir),
                "INSIDERS_SPARK_LOG4J": str(resources.files("insiders").joinpath("spark/log4j2.properties")),
-               "PYSPARK_PYTHON": sys.executable}
+               "PYSPARK_PYTHON": sys.executable,
+               # always set, so that a value left in the caller's environment never filters a whole build
+               "INSIDERS_INVOICE_LINES_THROUGH": self.lines_through.isoformat() if self.lines_through else ""}
         if self.invoice_path:
             env["INSIDERS_INVOICE_PATH"] = self.invoice_path
         return env

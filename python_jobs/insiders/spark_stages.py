@@ -58,9 +58,19 @@ def build_features(paths: Paths, target: SparkTarget, as_of: date, data_start: d
     return dates
 
 
-def build_marts(paths: Paths, target: SparkTarget, as_of: date | None) -> None:
-    """dbt: the segment marts and reports over the ml tables, as of `as_of` (else the latest date labelled)."""
-    args = ["build", "--select", "source:ml+"]
+def build_sales(paths: Paths, target: SparkTarget) -> None:
+    """dbt: the line tables, the daily sales mart and the data-quality report and checks over the staged lines,
+    feature dates untouched (what a backtest measures its horizon on, once `build_staging` took the horizon in);
+    then the staging's tests, as after `build_features`."""
+    invoke_dbt(paths, target, ["build", "--select", "+fct_customer_daily_sales", "+rpt_data_quality_checks",
+                               "--exclude", STAGING])
+    invoke_dbt(paths, target, ["test", "--select", STAGING])
+
+
+def build_marts(paths: Paths, target: SparkTarget, as_of: date | None, select: str = "source:ml+") -> None:
+    """dbt: the segment marts and reports over the ml tables, as of `as_of` (else the latest date labelled); or
+    `select` only (`+rpt_backtests`, after a backtest)."""
+    args = ["build", "--select", select]
     if as_of is not None:
         args += ["--vars", f"{{as_of_date: '{as_of}'}}"]
     invoke_dbt(paths, target, args)

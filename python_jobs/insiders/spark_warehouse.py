@@ -210,3 +210,29 @@ class SparkWarehouse:
             else:
                 self.session.sql(f"insert into {self.ml}.{name} select {columns} from insiders_incoming")
         self.session.catalog.dropTempView("insiders_incoming")
+
+    def replace_partition(self, table: str, column: str, value: date, frame: pd.DataFrame, *,
+                          keep: str | None = None) -> None:
+        """The rows of ml `table` whose partition `column` is `value` replaced by `frame`'s, except those that
+        match the condition `keep`, which stay (a backtest replaces its cutoff's rows of one horizon only)."""
+        from pyspark.sql.types import StructType
+
+        name = f"{self.ml}.{table}"
+        schema = StructType([field for field in self.session.table(name).schema if field.name != column])
+        columns = ", ".join(schema.fieldNames())
+        incoming = frame.reindex(columns=schema.fieldNames())
+        if keep:
+            # read into memory first: Spark refuses to overwrite a table that the same statement reads
+            kept = self.session.sql(f"select {columns} from {name} where {column} = {_date(value)}"
+                                    f" and ({keep})").toPandas()
+            if not kept.empty:
+                incoming = pd.concat([kept, incoming], ignore_index=True)
+        self._incoming(incoming, schema).createOrReplaceTempView("insiders_incoming")
+        self.session.sql(f"insert overwrite table {name} partition ({column} = '{value.isoformat()}')"
+                         f" select {columns} from insiders_incoming")
+        self.session.catalog.dropTempView("insiders_incoming")
+
+    def drop_schemas(self, roles: tuple[str, ...]) -> None:
+        """Drop this target's schemas of `roles` and every table in them (a backtest's scratch build)."""
+        for role in roles:
+            self.session.sql(f"drop database if exists {schema_name(role, self.target_name)} cascade")
