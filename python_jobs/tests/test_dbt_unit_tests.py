@@ -43,3 +43,16 @@ def test_every_dbt_unit_test_runs_and_passes(demo_mart, test_paths):
             "test_customer_features_frequency_without_a_tenure_floor",
             "test_rule_checks_with_no_excluded_customers"} <= declared
     assert passed == declared
+
+
+def test_the_pipelines_builds_leave_the_unit_tests_to_the_test_suite(demo_mart, test_paths):
+    # unit tests check SQL on fixed inputs, not the data: a run's builds (each day's) do not pay for them
+    from insiders import stages
+
+    with psycopg.connect(demo_mart.url) as conn:
+        PostgresWarehouse(conn).ensure_ml_schema()
+    stages.build_marts(test_paths, demo_mart)
+    run_results = Path(dbt_environment(test_paths, demo_mart)["DBT_TARGET_PATH"]) / "run_results.json"
+    kinds = {result["unique_id"].split(".", 1)[0] for result in json.loads(run_results.read_text())["results"]}
+    assert {"model", "test"} <= kinds
+    assert "unit_test" not in kinds

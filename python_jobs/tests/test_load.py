@@ -452,6 +452,17 @@ def test_a_load_refreshes_statistics(tmp_path, conn, monkeypatch):
     assert analyzed.fetchone()[0] > 0
 
 
+def test_a_small_load_puts_its_batch_in_the_statistics(tmp_path, conn):
+    # a new day is far below ANALYZE_MIN_LINES: without its batch in the statistics the planner takes it for one
+    # line, and the day's build loops over it
+    load_file(conn, write_csv(tmp_path / "first.csv", UCI_HEADER, ROWS))
+    next_day = [[f"{row[0]}N", *row[1:4], "12/16/2010 10:00", *row[5:]] for row in ROWS]
+    second = load_file(conn, write_csv(tmp_path / "next_day.csv", UCI_HEADER, next_day))
+    values = conn.execute("select most_common_vals::text from pg_stats where schemaname = 'raw'"
+                          " and tablename = 'invoice_lines' and attname = 'batch_id'").fetchone()
+    assert values is not None and str(second.batch_id) in values[0].strip("{}").split(",")
+
+
 def test_replacing_a_file_leaves_only_its_new_lines_and_rejects(tmp_path, conn):
     path = write_csv(tmp_path / "lines.csv", UCI_HEADER, ROWS)
     first = load_file(conn, path)

@@ -4,7 +4,11 @@
         unique_key=['customer_id', 'stock_code'],
         incremental_strategy='delete+insert',
         on_schema_change='fail',
-        indexes=[{'columns': ['customer_id', 'stock_code'], 'unique': true}, {'columns': ['lines_loaded_through']}],
+        indexes=[
+            {'columns': ['customer_id', 'stock_code'], 'unique': true},
+            {'columns': ['first_bought_on']},
+            {'columns': ['lines_loaded_through']},
+        ],
         post_hook=[
             "{{ delete_products_without_purchases() }}",
             "{{ analyze_table() }}",
@@ -23,8 +27,24 @@
     line, and removed when no purchase of them is left.
 -#}
 {%- set changed_dates = changed_invoice_dates(ref('int_invoice_lines__loaded_dates')) %}
+{%- set read_dates = in_invoice_dates('invoice_date', changed_dates) if is_incremental() else '1 = 1' %}
 
-with purchase_lines as (
+with read_purchase_lines as (
+
+    -- each import read once, so that PostgreSQL inlines it: a CTE read twice is materialized whole, and a day's
+    -- build then copied every purchase line to read one date's
+    select
+        customer_id,
+        stock_code,
+        invoice_date
+    from {{ ref('int_invoice_lines__cleaned') }}
+    where not is_return and {{ read_dates }}
+
+),
+
+{%- if is_incremental() %}
+
+purchase_lines as (
 
     select
         customer_id,
@@ -35,16 +55,15 @@ with purchase_lines as (
 
 ),
 
+{%- endif %}
+
 first_in_read_lines as (
 
     select
         customer_id,
         stock_code,
         min(invoice_date) as first_bought_on
-    from purchase_lines
-    {%- if is_incremental() %}
-        where {{ in_invoice_dates('invoice_date', changed_dates) }}
-    {%- endif %}
+    from read_purchase_lines
     group by customer_id, stock_code
 
 ),

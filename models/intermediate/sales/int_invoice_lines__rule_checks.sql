@@ -1,8 +1,7 @@
 {{
     config(
         materialized=materialization_by_load(),
-        unique_key='batch_id',
-        incremental_strategy='delete+insert',
+        incremental_strategy='append',
         on_schema_change='fail',
         indexes=[{'columns': ['batch_id', 'batch_loaded_at']}, {'columns': ['invoice_date']}],
         pre_hook="{{ drop_lines_of_changed_batches(ref('int_invoice_lines__loaded_dates')) }}",
@@ -15,7 +14,8 @@
     Rules are tried in a fixed order so that each removed line is counted by exactly one rule.
 
     A table built batch by batch: a run checks only the lines of batches loaded since the last build (a new file,
-    or one loaded again with --replace); the lines of a replaced or removed batch go first (pre-hook). A change
+    or one loaded again with --replace); the lines of a replaced or removed batch go first (pre-hook), so the new
+    lines are appended (a delete by batch id, delete+insert, read every line held to find none). A change
     to a cleaning rule (vars, seeds) applies to new batches only until `dbt build --full-refresh` rebuilds it.
     Built after int_invoice_lines__loaded_dates, which its pre-hook reads for the batches loaded again and its
     tests for the loads of this build.
