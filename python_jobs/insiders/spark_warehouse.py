@@ -187,49 +187,40 @@ class SparkWarehouse:
         return self.session.createDataFrame(without_missing(typed), schema=schema)
 
     def write_run(self, tables: dict[str, pd.DataFrame], as_of: date) -> None:
-        from pyspark.sql.types import StructType
-
         stamped = {name: frame.assign(created_at=datetime.now(UTC).replace(tzinfo=None)) if name == "model_runs"
                    else frame for name, frame in tables.items()}
         order = [name for name in stamped if name not in WRITTEN_LAST] + \
             [name for name in WRITTEN_LAST if name in stamped]
         for name in order:
-            frame = stamped[name]
-            dated = name in DATED_TABLES
-            if not dated and frame.empty:
-                continue
-            # a dated table's partition column is given by the partition clause, not by the rows
-            schema = StructType([field for field in self.session.table(f"{self.ml}.{name}").schema
-                                 if not (dated and field.name == "as_of_date")])
-            self._incoming(frame, schema).createOrReplaceTempView("insiders_incoming")
-            columns = ", ".join(schema.fieldNames())
-            if dated:
-                self.session.sql(f"insert overwrite table {self.ml}.{name}"
-                                 f" partition (as_of_date = '{as_of.isoformat()}')"
-                                 f" select {columns} from insiders_incoming")
-            else:
-                self.session.sql(f"insert into {self.ml}.{name} select {columns} from insiders_incoming")
-        self.session.catalog.dropTempView("insiders_incoming")
+            if name in DATED_TABLES:
+                self.replace_partition(name, "as_of_date", as_of, stamped[name])
+            elif not stamped[name].empty:
+                self._insert(name, stamped[name])
 
     def replace_partition(self, table: str, column: str, value: date, frame: pd.DataFrame, *,
                           keep: str | None = None) -> None:
         """The rows of ml `table` whose partition `column` is `value` replaced by `frame`'s, except those that
         match the condition `keep`, which stay (a backtest replaces its cutoff's rows of one horizon only)."""
+        if keep:
+            # read into memory first: Spark refuses to overwrite a table that the same statement reads
+            kept = self.session.sql(f"select * from {self.ml}.{table} where {column} = {_date(value)}"
+                                    f" and ({keep})").toPandas().drop(columns=column)
+            if not kept.empty:
+                frame = pd.concat([kept, frame], ignore_index=True)
+        self._insert(table, frame, partition=(column, value))
+
+    def _insert(self, table: str, frame: pd.DataFrame, *, partition: tuple[str, date] | None = None) -> None:
+        """`frame`'s rows into ml `table`: appended, or in place of one partition's rows (its column given by the
+        partition clause, not by the rows)."""
         from pyspark.sql.types import StructType
 
         name = f"{self.ml}.{table}"
+        column = partition[0] if partition else None
         schema = StructType([field for field in self.session.table(name).schema if field.name != column])
-        columns = ", ".join(schema.fieldNames())
-        incoming = frame.reindex(columns=schema.fieldNames())
-        if keep:
-            # read into memory first: Spark refuses to overwrite a table that the same statement reads
-            kept = self.session.sql(f"select {columns} from {name} where {column} = {_date(value)}"
-                                    f" and ({keep})").toPandas()
-            if not kept.empty:
-                incoming = pd.concat([kept, incoming], ignore_index=True)
-        self._incoming(incoming, schema).createOrReplaceTempView("insiders_incoming")
-        self.session.sql(f"insert overwrite table {name} partition ({column} = '{value.isoformat()}')"
-                         f" select {columns} from insiders_incoming")
+        self._incoming(frame, schema).createOrReplaceTempView("insiders_incoming")
+        into = f"overwrite table {name} partition ({column} = '{partition[1].isoformat()}')" if partition \
+            else f"into {name}"
+        self.session.sql(f"insert {into} select {', '.join(schema.fieldNames())} from insiders_incoming")
         self.session.catalog.dropTempView("insiders_incoming")
 
     def drop_schemas(self, roles: tuple[str, ...]) -> None:
