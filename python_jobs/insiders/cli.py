@@ -189,11 +189,9 @@ def _cmd_backtest(args: argparse.Namespace, paths: Paths) -> int:
     cutoffs = [*(args.cutoff or []), *(args.cutoffs or [])]
     if not cutoffs:
         raise InsidersError("give at least one --cutoff DATE (or --cutoffs DATE,DATE,...)")
-    if args.engine == "spark":
+    if args.engine == "spark":  # the files are read where they lie (build_staging refuses a backtest without them)
         from .engines import spark_target
 
-        if not args.input:
-            raise InsidersError("Spark reads the invoice files where they lie: give them with --input")
         target = spark_target(paths, args.input)
     else:
         target = db.resolve_target(paths)

@@ -5,6 +5,9 @@ it, the job reuses it.
 
 Spark builds whole tables from the files every run (no load step, no incremental line tables): the as-of dates a
 run needs are handed to dbt as a var, which costs Spark's build one parse of the project.
+
+Unlike PostgreSQL's (stages.WITHOUT_UNIT_TESTS), these builds keep the unit tests: the test suite runs
+PostgreSQL's, and a Spark run is where the `_on_spark` twins run.
 """
 
 from __future__ import annotations
