@@ -84,6 +84,9 @@ COMPARED = {
     "intermediate.int_customer_invoices": "customer_id, invoice_no, invoice_date, country, purchase_revenue,"
                                           " returned_value, purchased_items, returned_items, purchase_lines,"
                                           " distinct_products_purchased, has_purchase, has_return",
+    "intermediate.int_customer_days": "customer_id, invoice_date, has_purchase, n_purchase_invoices, n_return_invoices,"
+                                      " purchase_revenue, returned_value, purchased_items, returned_items,"
+                                      " purchase_lines, distinct_products_purchased",
     "intermediate.int_customer_products": "customer_id, stock_code, first_bought_on",
     "intermediate.int_invoice_lines__rule_counts": "batch_id, rule, n_lines, line_revenue, purchase_revenue",
     "marts.fct_customer_daily_sales": "customer_id, invoice_date, gross_revenue, returned_value, net_revenue,"

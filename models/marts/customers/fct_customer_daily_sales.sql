@@ -15,39 +15,26 @@
 {#-
     One row per customer and invoice date: what each customer bought and returned that day. A table over every
     line loaded, so that backtests and the Insider choice read a horizon's revenue with an index range scan.
-    Built by invoice date, as int_customer_invoices: a build rebuilds only the dates loads changed since the last.
+    Built by invoice date, as int_customer_days: a build rebuilds only the dates loads changed since the last.
 -#}
 {%- set changed_dates = changed_invoice_dates(ref('int_invoice_lines__loaded_dates')) %}
 
-with customer_invoices as (
+with customer_days as (
 
-    select * from {{ ref('int_customer_invoices') }}
+    select * from {{ ref('int_customer_days') }}
     {%- if is_incremental() %}
         where {{ in_invoice_dates('invoice_date', changed_dates) }}
     {%- endif %}
-
-),
-
-per_day as (
-
-    select
-        customer_id,
-        invoice_date,
-        sum(purchase_revenue) as gross_revenue,
-        sum(returned_value) as returned_value,
-        bool_or(has_purchase) as has_purchase
-    from customer_invoices
-    group by customer_id, invoice_date
 
 )
 
 select
     cast(customer_id as bigint) as customer_id,
     cast(invoice_date as date) as invoice_date,
-    cast(gross_revenue as numeric(18, 4)) as gross_revenue,
+    cast(purchase_revenue as numeric(18, 4)) as gross_revenue,
     cast(returned_value as numeric(18, 4)) as returned_value,
-    cast(gross_revenue - returned_value as numeric(18, 4)) as net_revenue,
+    cast(purchase_revenue - returned_value as numeric(18, 4)) as net_revenue,
     cast(has_purchase as boolean) as has_purchase,
-    -- the invoices' stamp, not the log's: days built from invoices that lag behind the log are rebuilt later
-    (select max(built.lines_loaded_through) from {{ ref('int_customer_invoices') }} as built) as lines_loaded_through
-from per_day
+    -- the days' stamp, not the log's: days built from invoices that lag behind the log are rebuilt later
+    (select max(built.lines_loaded_through) from {{ ref('int_customer_days') }} as built) as lines_loaded_through
+from customer_days

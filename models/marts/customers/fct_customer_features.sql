@@ -26,16 +26,31 @@ with as_of_spine as (
 
 ),
 
-invoices_until_as_of as (
+customer_days_until_as_of as (
+
+    -- one row per as-of date, customer and invoice day up to it: each day's invoices were summed once, when the
+    -- day was loaded (int_customer_days), so the lifetime and window figures below add days up
+    select
+        customer_days.*,
+        as_of_spine.as_of_date,
+        {{ dbt.datediff('customer_days.invoice_date', 'as_of_spine.as_of_date', 'day') }}
+            as age_days
+    from {{ ref('int_customer_days') }} as customer_days
+    inner join as_of_spine
+        on customer_days.invoice_date <= as_of_spine.as_of_date
+
+),
+
+purchase_invoices_until_as_of as (
 
     select
-        customer_invoices.*,
         as_of_spine.as_of_date,
-        {{ dbt.datediff('customer_invoices.invoice_date', 'as_of_spine.as_of_date', 'day') }}
-            as age_days
+        customer_invoices.customer_id,
+        customer_invoices.country
     from {{ ref('int_customer_invoices') }} as customer_invoices
     inner join as_of_spine
         on customer_invoices.invoice_date <= as_of_spine.as_of_date
+    where customer_invoices.has_purchase
 
 ),
 
@@ -60,29 +75,6 @@ products_until_as_of as (
 
 ),
 
-customer_days as (
-
-    -- one row per as-of date, customer and invoice day: each day's figures summed once, so that the lifetime and
-    -- window figures below add days up (hash aggregates) instead of counting distinct days over every invoice
-    select
-        as_of_date,
-        customer_id,
-        invoice_date,
-        min(age_days) as age_days,
-        bool_or(has_purchase) as has_purchase,
-        count(*) filter (where has_purchase) as n_purchase_invoices,
-        count(*) filter (where has_return) as n_return_invoices,
-        sum(purchase_revenue) as purchase_revenue,
-        sum(returned_value) as returned_value,
-        sum(purchased_items) as purchased_items,
-        sum(returned_items) as returned_items,
-        sum(purchase_lines) as purchase_lines,
-        sum(distinct_products_purchased) filter (where has_purchase) as distinct_products_purchased
-    from invoices_until_as_of
-    group by as_of_date, customer_id, invoice_date
-
-),
-
 country_ranked as (
 
     select
@@ -90,8 +82,7 @@ country_ranked as (
         customer_id,
         country,
         row_number() over (partition by as_of_date, customer_id order by count(*) desc, country) as country_rank
-    from invoices_until_as_of
-    where has_purchase
+    from purchase_invoices_until_as_of
     group by as_of_date, customer_id, country
 
 ),
@@ -139,7 +130,7 @@ per_customer as (
                 'power(0.5, age_days / cast(' ~ var('revenue_half_life_days') ~ ' as ' ~ dbt.type_float() ~ '))'
             ) }}
         ) as decayed_revenue
-    from customer_days
+    from customer_days_until_as_of
     group by as_of_date, customer_id
 
 ),
@@ -153,10 +144,10 @@ repeat_purchase_days as (
         per_customer.n_purchase_days - 1 as n_repeat_days,
         per_customer.gross_revenue - first_days.purchase_revenue as repeat_revenue
     from per_customer
-    inner join customer_days as first_days
+    -- a customer's first purchase day is the same at every as-of date that knows the customer
+    inner join {{ ref('int_customer_days') }} as first_days
         on
-            per_customer.as_of_date = first_days.as_of_date
-            and per_customer.customer_id = first_days.customer_id
+            per_customer.customer_id = first_days.customer_id
             and per_customer.first_purchase_date = first_days.invoice_date
 
 ),
