@@ -61,3 +61,12 @@
         select 1
     {%- endif -%}
 {%- endmacro %}
+
+{#- Post-hook of int_customer_new_products: days that are no longer any product's first (written with 0). -#}
+{% macro delete_days_without_new_products() -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }} where n_new_products = 0
+    {%- else -%}
+        select 1
+    {%- endif -%}
+{%- endmacro %}

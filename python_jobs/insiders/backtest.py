@@ -128,13 +128,15 @@ def copy_lines(source: Target, scratch: Target, after: date | None, until: date)
                 dst.cursor().copy("copy invoice_lines from stdin (format binary)") as into:
             for block in out:
                 into.write(block)
-        # the scratch batches account for the lines they hold, so the data-quality checks add up there too; and
-        # they are loaded again now, so that the line tables built batch by batch take in the lines just copied
+        # the scratch batches account for the lines they hold (their number and period), so the data-quality
+        # checks add up there too and the data end at the cutoff; and they are loaded again now, so that the line
+        # tables built batch by batch take in the lines just copied
         dst.execute("update load_batches as batches"
                     " set lines_read = coalesce(held.n, 0), lines_loaded = coalesce(held.n, 0), lines_rejected = 0,"
-                    " lines_duplicate = 0,"
+                    " lines_duplicate = 0, first_invoiced_at = held.first_at, last_invoiced_at = held.last_at,"
                     " loaded_at = clock_timestamp()"
-                    " from load_batches as every_batch left join (select batch_id, count(*) as n"
+                    " from load_batches as every_batch left join (select batch_id, count(*) as n,"
+                    " min(invoiced_at) as first_at, max(invoiced_at) as last_at"
                     " from invoice_lines group by batch_id) as held on held.batch_id = every_batch.batch_id"
                     " where batches.batch_id = every_batch.batch_id")
         copied = dst.execute("select count(*) from invoice_lines").fetchone()[0]

@@ -1120,10 +1120,10 @@ def _load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None, repla
         rejected, examples = rejects.count, rejects.examples
         conn.execute(
             "update load_batches set column_layout = %s, text_encoding = %s, date_format = %s, lines_read = %s,"
-            " lines_loaded = %s, lines_duplicate = %s, lines_rejected = %s, loaded_at = clock_timestamp()"
-            " where batch_id = %s",
+            " lines_loaded = %s, lines_duplicate = %s, lines_rejected = %s, first_invoiced_at = %s,"
+            " last_invoiced_at = %s, loaded_at = clock_timestamp() where batch_id = %s",
             (source.layout, source.encoding, source.date_format, staged + rejected, loaded, duplicate, rejected,
-             batch_id),
+             lines.first, lines.last, batch_id),
         )
         if loaded >= ANALYZE_MIN_LINES and not analyzed:
             conn.execute("analyze invoice_lines")  # statistics for the planner, before dbt reads the lines

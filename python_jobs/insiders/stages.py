@@ -43,10 +43,12 @@ def load_inputs(target: Target, inputs: Iterable[Path]) -> tuple[int, int]:
 
 
 def data_span(conn: psycopg.Connection) -> tuple[date, date]:
-    """First and last invoice dates loaded."""
+    """First and last invoice dates loaded: from the periods the batches noted, since a scan of every line took
+    0.7 s of a new day's run at 10 million lines. A line dropped as a duplicate has its twin, with the same date,
+    in another batch, so the batches' periods cover exactly the lines kept."""
     ensure_raw_schema(conn)
-    first, last = conn.execute("select min(invoiced_at)::date, max(invoiced_at)::date from invoice_lines"
-                               ).fetchone()
+    first, last = conn.execute("select min(first_invoiced_at)::date, max(last_invoiced_at)::date from load_batches"
+                               " where lines_loaded > 0").fetchone()
     if first is None:
         raise InsidersError("no invoice lines are loaded: `insiders load FILE` (or `insiders run --input FILE`)")
     return first, last

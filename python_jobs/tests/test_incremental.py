@@ -88,6 +88,7 @@ COMPARED = {
                                       " purchase_revenue, returned_value, purchased_items, returned_items,"
                                       " purchase_lines, distinct_products_purchased",
     "intermediate.int_customer_products": "customer_id, stock_code, first_bought_on",
+    "intermediate.int_customer_new_products": "customer_id, first_bought_on, n_new_products",
     "intermediate.int_invoice_lines__rule_counts": "batch_id, rule, n_lines, line_revenue, purchase_revenue",
     "marts.fct_customer_daily_sales": "customer_id, invoice_date, gross_revenue, returned_value, net_revenue,"
                                       " has_purchase",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import date
 from functools import partial
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from insiders.dbt_runner import run_dbt
 from insiders.load import load_file
 from insiders.occurrence import OccurrenceCounter
 from insiders.settings import Paths
+from insiders.stages import data_span
 
 from .test_load import II_HEADER, ROWS, UCI_HEADER, write_csv
 
@@ -148,6 +150,12 @@ def test_a_database_from_before_the_natural_key_is_migrated(tmp_path, conn):
     assert batch_counts(conn)[:2] == [(3, 3, 0, 0), (4, 1, 2, 1)]
     assert conn.execute("select batch_id, source_line, line_occurrence from raw.invoice_lines where batch_id < 3"
                         " order by 1, 2").fetchall() == [(1, 2, 1), (1, 3, 2), (1, 4, 1), (2, 4, 1)]
+    # the periods the batches cover: read from the lines the migration kept, noted by the loads since
+    spans = conn.execute("select batch_id, first_invoiced_at, last_invoiced_at from raw.load_batches order by 1")
+    lines = conn.execute("select batch_id, min(invoiced_at), max(invoiced_at) from raw.invoice_lines group by 1"
+                         " order by 1")
+    assert spans.fetchall()[:3] == lines.fetchall()
+    assert data_span(conn) == (date(2010, 12, 1), date(2010, 12, 2))
 
 
 @pytest.mark.parametrize("max_unresolved", [100, 0], ids=["invoices", "whole-batch"])

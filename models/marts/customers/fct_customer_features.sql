@@ -54,11 +54,11 @@ purchase_invoices_until_as_of as (
 
 ),
 
-first_product_purchases as (
+new_products as (
 
-    -- one row per customer and product with the first day it was bought, so that every as-of date counts these
-    -- pairs instead of re-reading every line up to it
-    select * from {{ ref('int_customer_products') }}
+    -- one row per customer and day on which the customer first bought some products, with how many, so that
+    -- every as-of date adds up these days instead of re-reading every line (or every product bought) up to it
+    select * from {{ ref('int_customer_new_products') }}
 
 ),
 
@@ -66,12 +66,12 @@ products_until_as_of as (
 
     select
         as_of_spine.as_of_date,
-        first_product_purchases.customer_id,
-        count(*) as n_distinct_products
-    from first_product_purchases
+        new_products.customer_id,
+        sum(new_products.n_new_products) as n_distinct_products
+    from new_products
     inner join as_of_spine
-        on first_product_purchases.first_bought_on <= as_of_spine.as_of_date
-    group by as_of_spine.as_of_date, first_product_purchases.customer_id
+        on new_products.first_bought_on <= as_of_spine.as_of_date
+    group by as_of_spine.as_of_date, new_products.customer_id
 
 ),
 

@@ -19,6 +19,9 @@ create table if not exists load_batches (
     -- last, where the migration below adds it: every database has the same column order (backtests copy the
     -- table between databases in binary)
     lines_duplicate bigint not null default 0,
+    -- the period the batch's lines cover, so that the data's span is read without scanning every line
+    first_invoiced_at timestamp,
+    last_invoiced_at timestamp,
     constraint load_batches_content_key unique (file_sha256, sheet_selection),
     constraint load_batches_lines_add_up check (lines_read = lines_loaded + lines_duplicate + lines_rejected)
 );
@@ -142,6 +145,25 @@ begin
         -- autosummarize: autovacuum summarises the page ranges a load filled, after it commits, so the next
         -- load's search reads only the ranges of its period (unsummarised ones are read whatever their dates)
         create index invoice_lines_invoiced_at on invoice_lines using brin (invoiced_at) with (autosummarize = on);
+    end if;
+end
+$$;
+
+-- Databases made before the batches noted their period: read it from their lines, once.
+do $$
+begin
+    if not exists (
+        select 1 from pg_attribute
+        where attrelid = 'load_batches'::regclass and attname = 'first_invoiced_at' and not attisdropped
+    ) then
+        alter table load_batches add column first_invoiced_at timestamp, add column last_invoiced_at timestamp;
+        update load_batches
+        set first_invoiced_at = per_batch.first_invoiced_at, last_invoiced_at = per_batch.last_invoiced_at
+        from (
+            select batch_id, min(invoiced_at) as first_invoiced_at, max(invoiced_at) as last_invoiced_at
+            from invoice_lines group by batch_id
+        ) as per_batch
+        where load_batches.batch_id = per_batch.batch_id;
     end if;
 end
 $$;
