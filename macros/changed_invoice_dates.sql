@@ -38,6 +38,15 @@
     {%- endif -%}
 {%- endmacro %}
 
+{#- `column` on or after `day` (a 'YYYY-MM-DD' string), as SQL; false for none. -#}
+{% macro on_or_after_date(column, day) -%}
+    {%- if day -%}
+        {{ column }} >= cast('{{ day }}' as date)
+    {%- else -%}
+        1 = 0
+    {%- endif -%}
+{%- endmacro %}
+
 {#- Pre-hook of the models rebuilt by invoice date: their rows of the changed dates go before the new ones come. -#}
 {% macro delete_changed_invoice_dates(loaded_dates, date_column='invoice_date') -%}
     {%- if is_incremental() -%}

@@ -107,11 +107,11 @@ def test_days_appended_with_late_lines_and_a_reloaded_file_build_what_a_full_bui
     day1 = write_lines(tmp_path / "day1.csv", "3/1/2011", range(30), 600000)
     day2 = write_lines(tmp_path / "day2.csv", "3/2/2011", range(20, 50), 700000)
     # lines loaded late, dated inside days already built: one more product on an invoice of day 1 (its invoice row
-    # changes), a product customer 17021 first bought on day 2 now bought on day 1 (its first day moves earlier),
+    # changes), a product customer 17035 first bought on day 2 now bought on day 1 (its first day moves earlier),
     # new customers on day 1, and a return
     late = tmp_path / "late.csv"
     late.write_text(HEADER + "600001,99999,VASE,2,3/1/2011 10:01,4.25,17001,France\n"
-                    "600900,85200,MUG,1,3/1/2011 11:00,2.55,17021,France\n"
+                    "600900,85200,MUG,1,3/1/2011 11:00,2.55,17035,France\n"
                     + "".join(f"6009{c:02d},85201,MUG,3,3/1/2011 12:00,2.55,{18000 + c},Spain\n" for c in range(10))
                     + "C600950,85203,MUG,-1,3/2/2011 15:00,2.55,17003,France\n")
     day3 = write_lines(tmp_path / "day3.csv", "3/3/2011", range(45, 70), 800000)
@@ -141,6 +141,6 @@ def test_days_appended_with_late_lines_and_a_reloaded_file_build_what_a_full_bui
         where = "as_of_date = '2011-03-03'" if table.endswith("features") else "true"
         assert table_rows(appended, table, columns, where) == table_rows(whole, table, columns, where), table
     assert table_rows(appended, "intermediate.int_customer_products", "first_bought_on",
-                      "customer_id = 17021 and stock_code = '85200'") == [(date(2011, 3, 1),)]
+                      "customer_id = 17035 and stock_code = '85200'") == [(date(2011, 3, 1),)]
     # the dates built before the late lines keep what they were built from (point in time)
     assert count(appended, "select count(*) from marts.fct_customer_features where as_of_date = '2011-03-01'") == 30

@@ -18,44 +18,26 @@
 
 {#-
     One row per customer and day on which the customer first bought some product: how many. Every as-of date sums
-    these days (n_distinct_products) instead of counting every customer-product pair up to it, five times as many
+    these days (n_distinct_products) instead of counting every customer-product pair up to it, ten times as many
     rows (at 10 million lines that count was the largest part of a new day's feature statement).
 
-    Built by invoice date: a pair's first day (int_customer_products) changes only for a customer with lines on a
-    date that loads since the last build changed, or whose first day of some product was such a date (its line
-    gone with a file loaded again). Those customers' days are recomputed from their pairs; a day they no longer
-    have is written with 0 and removed by the post-hook.
+    Built by invoice date: a pair's first day (int_customer_products) only moves to a date that loads since the
+    last build changed, or away from a later day (an earlier line came) or from such a date (its line gone with a
+    file loaded again). So no day before the earliest changed date changes: the days from it on are counted again
+    (a new day's pairs only, when a day is appended), and a day left with no first purchase is written with 0 and
+    removed by the post-hook.
 -#}
--- depends_on: {{ ref('int_customer_days') }}
 {%- set changed_dates = changed_invoice_dates(ref('int_invoice_lines__loaded_dates')) %}
+{%- set earliest_changed = changed_dates | min if changed_dates else none %}
 
-with
-
-{%- if is_incremental() %}
-
-changed_customers as (
-
-    select customer_days.customer_id
-    from {{ ref('int_customer_days') }} as customer_days
-    where {{ in_invoice_dates('customer_days.invoice_date', changed_dates) }}
-    union
-    select held.customer_id
-    from {{ this }} as held
-    where {{ in_invoice_dates('held.first_bought_on', changed_dates) }}
-
-),
-
-{%- endif %}
-
-first_purchases as (
+with first_purchases as (
 
     select
-        customer_products.customer_id,
-        customer_products.first_bought_on
-    from {{ ref('int_customer_products') }} as customer_products
+        customer_id,
+        first_bought_on
+    from {{ ref('int_customer_products') }}
     {%- if is_incremental() %}
-        inner join changed_customers
-            on customer_products.customer_id = changed_customers.customer_id
+        where {{ on_or_after_date('first_bought_on', earliest_changed) }}
     {%- endif %}
 
 ),
@@ -80,15 +62,15 @@ days_no_longer_first as (
         held.first_bought_on,
         0 as n_new_products
     from {{ this }} as held
-    inner join changed_customers
-        on held.customer_id = changed_customers.customer_id
-    where not exists (
-        select 1
-        from new_products_per_day
-        where
-            new_products_per_day.customer_id = held.customer_id
-            and new_products_per_day.first_bought_on = held.first_bought_on
-    )
+    where
+        {{ on_or_after_date('held.first_bought_on', earliest_changed) }}
+        and not exists (
+            select 1
+            from new_products_per_day
+            where
+                new_products_per_day.customer_id = held.customer_id
+                and new_products_per_day.first_bought_on = held.first_bought_on
+        )
 
 ),
 
