@@ -68,11 +68,12 @@ def lines_loaded_since_last_build(conn: psycopg.Connection) -> bool:
         " and table_name = 'int_invoice_lines__rule_checks' and column_name = 'batch_loaded_at')").fetchone()[0]
     if not built:  # never built, or built before the line checks were kept batch by batch
         return True
-    return conn.execute(
-        "select exists (select 1 from load_batches as batches where batches.lines_loaded > 0 and not exists"
-        " (select 1 from int_invoice_lines__rule_checks as checked"
-        "  where checked.batch_id = batches.batch_id and checked.batch_loaded_at = batches.loaded_at))"
-    ).fetchone()[0]
+    # one probe of the index per batch: as one anti join, PostgreSQL merged the batches with every line checked
+    # (1.2 s at 10 million lines), its statistics not knowing the new batch
+    batches = conn.execute("select batch_id, loaded_at from load_batches where lines_loaded > 0").fetchall()
+    return any(not conn.execute("select exists (select 1 from int_invoice_lines__rule_checks"
+                                " where batch_id = %s and batch_loaded_at = %s)", batch).fetchone()[0]
+               for batch in batches)
 
 
 # built whole by earlier versions, now by invoice date with a stamp column on every row
