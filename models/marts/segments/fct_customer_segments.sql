@@ -1,27 +1,69 @@
 {{
     config(
+        materialized=materialization_by_load(),
+        unique_key='as_of_date',
+        incremental_strategy='delete+insert',
+        on_schema_change='fail',
         contract={'enforced': true},
         indexes=[{'columns': ['as_of_date', 'customer_id'], 'unique': true}, {'columns': ['customer_id']}],
     )
 }}
 
-{#- One row per customer per as-of date: the segment history, with the features the summaries read. -#}
+{#-
+    One row per customer per as-of date: the segment history, with the features the summaries read. Built by
+    as-of date on PostgreSQL: a build writes the dates whose latest run (ml.model_runs; a run replaces its date's
+    labels) is not the one held, every date on a first build; rebuilt whole, a day's build grew with every date
+    ever labelled.
+-#}
 
-with segments as (
+with latest_runs as (
 
-    select * from {{ ref('stg_ml__customer_segments') }}
+    select
+        as_of_date,
+        max(run_id) as run_id
+    from {{ ref('stg_ml__model_runs') }}
+    group by as_of_date
+
+),
+
+dates_to_build as (
+
+    select latest_runs.as_of_date
+    from latest_runs
+    {%- if is_incremental() %}
+        where not exists (
+            select 1
+            from {{ this }} as held
+            where held.as_of_date = latest_runs.as_of_date and held.run_id = latest_runs.run_id
+        )
+    {%- endif %}
+
+),
+
+segments as (
+
+    select labels.*
+    from {{ ref('stg_ml__customer_segments') }} as labels
+    inner join dates_to_build
+        on labels.as_of_date = dates_to_build.as_of_date
 
 ),
 
 features as (
 
-    select * from {{ ref('fct_customer_features') }}
+    select dated_features.*
+    from {{ ref('fct_customer_features') }} as dated_features
+    inner join dates_to_build
+        on dated_features.as_of_date = dates_to_build.as_of_date
 
 ),
 
 forecasts as (
 
-    select * from {{ ref('stg_ml__customer_forecasts') }}
+    select dated_forecasts.*
+    from {{ ref('stg_ml__customer_forecasts') }} as dated_forecasts
+    inner join dates_to_build
+        on dated_forecasts.as_of_date = dates_to_build.as_of_date
 
 ),
 
