@@ -135,12 +135,41 @@ def _intervals(statistics: dict[str, Callable[[np.ndarray], float]], n_customers
     return intervals
 
 
-def _permutation_p(difference, insider: np.ndarray, rng: np.random.Generator, permutations: int) -> float:
-    """One-sided: how often shuffled labels give a difference at least as large as the observed one."""
-    rows = np.arange(len(insider))
-    observed = difference(rows, insider)
-    shuffled = np.array([difference(rows, rng.permutation(insider)) for _ in range(permutations)])
+def _shuffled(insider: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """`rng.permutation(insider)`, drawn the same way (one Fisher-Yates pass over n positions) from the same
+    stream, in two thirds of its time: numpy shuffles 8-byte items faster than booleans."""
+    return insider[rng.permutation(len(insider))]
+
+
+def _permutation_p(difference: Callable[[np.ndarray], float], insider: np.ndarray, rng: np.random.Generator,
+                   permutations: int) -> float:
+    """One-sided: how often shuffled labels give a difference at least as large as the observed one; `difference`
+    measures every customer with the labels it is given."""
+    observed = difference(insider)
+    shuffled = np.array([difference(_shuffled(insider, rng)) for _ in range(permutations)])
     return float((1 + np.sum(shuffled >= observed)) / (permutations + 1))
+
+
+def _sorted_median_uplift(values: np.ndarray) -> Callable[[np.ndarray], float]:
+    """_median_uplift over every customer, for any labels, from one sort of `values`: each median is the middle
+    element (or the mean of the middle two) of each group's values in sorted order, which is what np.median
+    returns, without partitioning both groups again for every permutation (2 ms at 90,000 customers)."""
+    order = np.argsort(values, kind="stable")
+    ascending = values[order]
+
+    def median(positions: np.ndarray) -> float:
+        size = len(positions)
+        if size == 0:
+            return np.nan
+        upper = ascending[positions[size // 2]]
+        return upper if size % 2 else np.mean([ascending[positions[size // 2 - 1]], upper])
+
+    def uplift(labels: np.ndarray) -> float:
+        in_order = labels[order]
+        others = median(np.flatnonzero(~in_order)) if (~in_order).any() else np.nan
+        return median(np.flatnonzero(in_order)) / max(others, 1e-12) - 1
+
+    return uplift
 
 
 def measure_hypotheses(features: pd.DataFrame, is_insider: np.ndarray, thresholds: HypothesisThresholds | None = None,
@@ -182,7 +211,7 @@ def measure_hypotheses(features: pd.DataFrame, is_insider: np.ndarray, threshold
         numerator, denominator = columns[hid]
         totals = numerator.sum(), denominator.sum()
 
-        def difference(_: np.ndarray, labels: np.ndarray) -> float:
+        def difference(labels: np.ndarray) -> float:
             # over every customer (the permutation test): the others' sums are the totals less the Insiders'
             top, bottom = _dot(numerator, labels), _dot(denominator, labels)
             return sign * (top / max(bottom, 1e-12) - (totals[0] - top) / max(totals[1] - bottom, 1e-12))
@@ -207,7 +236,10 @@ def measure_hypotheses(features: pd.DataFrame, is_insider: np.ndarray, threshold
     threshold_claim("H4", f"The Insiders' median gross revenue is at least {t.min_median_revenue_uplift:.0%} above "
                     "the other customers' median.", "relative uplift of the median", t.min_median_revenue_uplift,
                     ">=")
-    rows[-1]["p_value"] = _permutation_p(uplift, insider, rng, permutations)
+    # np.median's figures from one sort; values with NaN go through np.median itself (it returns NaN for them)
+    everyone_uplift = _sorted_median_uplift(revenue) if not np.isnan(revenue).any() \
+        else lambda labels: uplift(everyone, labels)
+    rows[-1]["p_value"] = _permutation_p(everyone_uplift, insider, rng, permutations)
     rows[-1]["holds"] = bool(rows[-1]["holds"] and rows[-1]["p_value"] < ALPHA)
     difference_claim("H5", "The Insiders' average ticket is higher than the other customers'.",
                      "gross revenue per invoice", ">")
