@@ -253,6 +253,20 @@ def test_expected_purchases_are_the_same_computed_once_per_distinct_age(
         assert np.array_equal(fast, slow)
 
 
+def test_fits_are_the_same_with_special_functions_once_per_distinct_frequency(
+    cdnow: pd.DataFrame, cdnow_spend: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The likelihoods evaluate what depends on the frequency alone once per distinct frequency: the same
+    estimates to the last bit as once per customer."""
+    frequency, recency, age = _rfm(cdnow)
+    spend = cdnow_spend[cdnow_spend["x"] > 0]
+    once_per_value = (fit_bgnbd(frequency, recency, age), fit_gamma_gamma(spend["x"], spend["zbar"]))
+    monkeypatch.setattr(clv, "_distinct", lambda values: (values, np.arange(len(values))))
+    once_per_customer = (fit_bgnbd(frequency, recency, age),
+                         fit_gamma_gamma(spend["x"], spend["zbar"]))
+    assert once_per_value == once_per_customer
+
+
 def test_probability_alive(cdnow_fit: BgNbdFit) -> None:
     assert probability_alive(cdnow_fit, [0, 0], [0.0, 0.0], [1.0, 38.0]).tolist() == [1.0, 1.0]
     # x > 0: below 1, and lower the longer the customer has been silent (T - t_x)

@@ -262,33 +262,42 @@ def _bgnbd_objective(x: FloatArray, t_x: FloatArray, age: FloatArray) -> Objecti
     """Mean negative log-likelihood of the BG/NBD (eq. 6 of the paper) and its gradient in log-parameters."""
     repeat = x > 0
     x_or_one = np.maximum(x, 1.0)
+    # the special functions of x alone are evaluated once per distinct frequency (about a hundred among 90,000
+    # customers) and the logarithms once per distinct age and recency (whole days), then gathered back: the
+    # same values in the same arrays, so the same sums
+    by_x, by_age, by_recency = _distinct(x), _distinct(age), _distinct(t_x)
+
+    def per_x(function: Callable[..., FloatArray], *args: float | FloatArray) -> FloatArray:
+        return function(*args)[by_x[1]]
 
     def objective(theta: FloatArray) -> tuple[float, FloatArray]:
         r, alpha, a, b = np.exp(theta)
+        xs = by_x[0]
         r_x = r + x
-        log_alpha_age = np.log(alpha + age)
-        log_alpha_recency = np.log(alpha + t_x)
+        log_alpha_age = np.log(alpha + by_age[0])[by_age[1]]
+        log_alpha_recency = np.log(alpha + by_recency[0])[by_recency[1]]
         # L = B(a, b+x)/B(a, b) * G(r+x) alpha^r / G(r) * [(alpha+T)^-(r+x) + [x>0] a/(b+x-1) (alpha+t_x)^-(r+x)]
         alive = -r_x * log_alpha_age
-        dropped = np.where(repeat, np.log(a) - np.log(b + x_or_one - 1) - r_x * log_alpha_recency, -np.inf)
+        dropped = np.where(repeat, np.log(a) - per_x(np.log, b + np.maximum(xs, 1.0) - 1) - r_x * log_alpha_recency,
+                           -np.inf)
         log_sum = np.logaddexp(alive, dropped)
         log_likelihood = (
-            special.gammaln(r_x)
+            per_x(special.gammaln, r + xs)
             - special.gammaln(r)
             + r * np.log(alpha)
-            + special.betaln(a, b + x)
+            + per_x(special.betaln, a, b + xs)
             - special.betaln(a, b)
             + log_sum
         )
         w_alive = np.exp(alive - log_sum)
         w_dropped = np.exp(dropped - log_sum)
-        d_r = special.digamma(r_x) - special.digamma(r) + np.log(alpha)
+        d_r = per_x(special.digamma, r + xs) - special.digamma(r) + np.log(alpha)
         d_r = d_r - w_alive * log_alpha_age - w_dropped * log_alpha_recency
         d_alpha = r / alpha - r_x * (w_alive / (alpha + age) + w_dropped / (alpha + t_x))
         digamma_ab = special.digamma(a + b)
-        digamma_abx = special.digamma(a + b + x)
+        digamma_abx = per_x(special.digamma, a + b + xs)
         d_a = digamma_ab - digamma_abx + w_dropped / a
-        d_b = special.digamma(b + x) - special.digamma(b) + digamma_ab - digamma_abx
+        d_b = per_x(special.digamma, b + xs) - special.digamma(b) + digamma_ab - digamma_abx
         d_b = d_b - w_dropped / (b + x_or_one - 1)
         gradient = np.array([r * d_r.mean(), alpha * d_alpha.mean(), a * d_a.mean(), b * d_b.mean()], dtype=np.float64)
         value = -float(log_likelihood.mean())
@@ -526,6 +535,7 @@ def _gamma_gamma_objective(x: FloatArray, mean_value: FloatArray) -> Objective:
     """Mean negative log-likelihood of the mean of x transaction values, and its gradient in log-parameters."""
     log_x = np.log(x)
     log_value = np.log(mean_value)
+    xs, back = _distinct(x)  # the special functions of x alone, once per distinct frequency (as in the BG/NBD)
 
     def objective(theta: FloatArray) -> tuple[float, FloatArray]:
         p, q, v = np.exp(theta)
@@ -533,16 +543,16 @@ def _gamma_gamma_objective(x: FloatArray, mean_value: FloatArray) -> Objective:
         log_total = np.log(v + x * mean_value)
         # f(z | x) = G(px+q) / (G(px) G(q)) * v^q z^(px-1) x^px / (v + x z)^(px+q)
         log_likelihood = (
-            special.gammaln(px + q)
-            - special.gammaln(px)
+            special.gammaln(p * xs + q)[back]
+            - special.gammaln(p * xs)[back]
             - special.gammaln(q)
             + q * np.log(v)
             + (px - 1) * log_value
             + px * log_x
             - (px + q) * log_total
         )
-        digamma_total = special.digamma(px + q)
-        d_p = x * (digamma_total - special.digamma(px) + log_value + log_x - log_total)
+        digamma_total = special.digamma(p * xs + q)[back]
+        d_p = x * (digamma_total - special.digamma(p * xs)[back] + log_value + log_x - log_total)
         d_q = digamma_total - special.digamma(q) + np.log(v) - log_total
         d_v = q / v - (px + q) / (v + x * mean_value)
         gradient = np.array([p * d_p.mean(), q * d_q.mean(), v * d_v.mean()], dtype=np.float64)
