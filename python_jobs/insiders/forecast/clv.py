@@ -443,13 +443,16 @@ def expected_purchases(
     if fit.a == 0:  # the no-drop-out boundary: the NBD's (r + x) / (alpha + T) purchases per time unit
         return (fit.r + x) * tau
     expected = np.empty_like(x)
+    workspace: list[FloatArray] = []
     for value in np.unique(x):
         rows = x == value
-        expected[rows] = _expected_while_alive(fit.r, fit.a, fit.b, float(value), tau[rows])
+        expected[rows] = _expected_while_alive(fit.r, fit.a, fit.b, float(value), tau[rows], workspace)
     return alive * expected
 
 
-def _expected_while_alive(r: float, a: float, b: float, x: float, tau: FloatArray) -> FloatArray:
+def _expected_while_alive(
+    r: float, a: float, b: float, x: float, tau: FloatArray, workspace: list[FloatArray] | None = None
+) -> FloatArray:
     """E[g(p)], g(p) = (1 - (1 + p tau)^-k) / p, k = r + x, p ~ Beta(a, b + x), for each tau.
 
     In y = logit(p) the Beta density is log-concave, and g(logit^-1(y)) is analytic in a strip of half-width pi
@@ -491,8 +494,18 @@ def _expected_while_alive(r: float, a: float, b: float, x: float, tau: FloatArra
         # in the matrix, and a product over the distinct rows alone differs in the last bit
         distinct, back = _distinct(tau)
         g = -np.expm1(-k * np.log1p(p[None, :] * distinct[:, None])) / p[None, :]
-        total = total + g[back] @ weights
+        total = total + _gathered(g, back, [] if workspace is None else workspace) @ weights
     return np.asarray(total, dtype=np.float64)
+
+
+def _gathered(rows: FloatArray, back: npt.NDArray[np.intp], workspace: list[FloatArray]) -> FloatArray:
+    """rows[back], written into a buffer kept in `workspace` from one call to the next: a new array of this size
+    (27,458 x 1,200 values at frequency 0 on 10 million lines) costs more in page faults than the copy itself."""
+    size = len(back) * rows.shape[1]
+    if not workspace or workspace[0].size < size:
+        workspace[:] = [np.empty(size)]
+    # mode "clip": with "raise" (the default) numpy writes to a temporary first (the indices are in range anyway)
+    return np.take(rows, back, axis=0, out=workspace[0][:size].reshape(len(back), rows.shape[1]), mode="clip")
 
 
 def _distinct(values: FloatArray) -> tuple[FloatArray, npt.NDArray[np.intp]]:
