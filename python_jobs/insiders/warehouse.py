@@ -15,6 +15,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
+import numpy as np
 import pandas as pd
 import psycopg
 
@@ -130,11 +131,44 @@ def without_missing(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), None)
 
 
+# COPY's text format: NULL, and the characters a field must escape (the backslash, the row and field separators)
+COPY_NULL = "\\N"
+COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
+COPY_BLOCK_ROWS = 20_000
+
+
+def _copy_field(value: object) -> str:
+    if isinstance(value, bool):
+        return "t" if value else "f"
+    return str(value).translate(COPY_ESCAPES)
+
+
+def copy_fields(column: pd.Series) -> list[str]:
+    """A column as COPY text fields, converted a column at a time where numpy can: floats as numpy writes them
+    (the shortest text that reads back as the same double, as psycopg's repr of a float), NULL where missing
+    (NaN, NaT, None, <NA>); other values one at a time, as text."""
+    missing = column.isna().to_numpy()
+    kind = column.dtype.kind
+    if kind == "b" and not missing.any():
+        fields = np.where(column.to_numpy(dtype=bool), "t", "f")
+    elif kind in "iu" and not missing.any():
+        fields = column.to_numpy().astype(str)
+    elif kind == "f":  # as doubles: a float32's own shortest text is another double
+        fields = np.where(missing, COPY_NULL, column.to_numpy(dtype=np.float64, na_value=np.nan).astype(str))
+    else:
+        return [COPY_NULL if absent else _copy_field(value)
+                for value, absent in zip(column.tolist(), missing, strict=True)]
+    return fields.tolist()
+
+
 def copy_rows(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
-    """COPY a frame into `table` by column name; missing values (NaN, NaT, None) become NULL."""
+    """COPY a frame into `table` by column name; missing values (NaN, NaT, None) become NULL. The rows are
+    written as text in blocks (writing them one at a time took a second per 180,000 rows)."""
     with cur.copy(f"copy {table} ({', '.join(frame.columns)}) from stdin") as copy:
-        for row in without_missing(frame).itertuples(index=False, name=None):
-            copy.write_row(row)
+        for start in range(0, len(frame), COPY_BLOCK_ROWS):
+            block = frame.iloc[start:start + COPY_BLOCK_ROWS]
+            columns = [copy_fields(block[name]) for name in block.columns]
+            copy.write("".join(f"{line}\n" for line in map("\t".join, zip(*columns, strict=True))))
 
 
 class PostgresWarehouse:
