@@ -155,6 +155,11 @@ def copy_fields(column: pd.Series) -> list[str]:
         fields = column.to_numpy().astype(str)
     elif kind == "f":  # as doubles: a float32's own shortest text is another double
         fields = np.where(missing, COPY_NULL, column.to_numpy(dtype=np.float64, na_value=np.nan).astype(str))
+    elif pd.api.types.infer_dtype(column, skipna=True) in ("string", "date", "empty"):
+        # text and dates repeat (a run's id and date on every row, a few segment names): each distinct value once
+        codes, distinct = pd.factorize(column, use_na_sentinel=True)
+        texts = np.array([*map(_copy_field, distinct.tolist()), COPY_NULL], dtype=object)
+        return texts[codes].tolist()  # code -1, a missing value, takes the last: NULL
     else:
         return [COPY_NULL if absent else _copy_field(value)
                 for value, absent in zip(column.tolist(), missing, strict=True)]
