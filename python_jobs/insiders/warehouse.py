@@ -144,26 +144,27 @@ def _copy_field(value: object) -> str:
 
 
 def copy_fields(column: pd.Series) -> list[str]:
-    """A column as COPY text fields, converted a column at a time where numpy can: floats as numpy writes them
-    (the shortest text that reads back as the same double, as psycopg's repr of a float), NULL where missing
-    (NaN, NaT, None, <NA>); other values one at a time, as text."""
+    """A column as COPY text fields, NULL where missing (NaN, NaT, None, <NA>): numbers as psycopg wrote them (a
+    double as its repr, the shortest text that reads back as the same double) without a Python call per value
+    for booleans, and without psycopg's dispatch per value for the rest."""
     missing = column.isna().to_numpy()
     kind = column.dtype.kind
     if kind == "b" and not missing.any():
-        fields = np.where(column.to_numpy(dtype=bool), "t", "f")
-    elif kind in "iu" and not missing.any():
-        fields = column.to_numpy().astype(str)
-    elif kind == "f":  # as doubles: a float32's own shortest text is another double
-        fields = np.where(missing, COPY_NULL, column.to_numpy(dtype=np.float64, na_value=np.nan).astype(str))
-    elif pd.api.types.infer_dtype(column, skipna=True) in ("string", "date", "empty"):
+        return np.where(column.to_numpy(dtype=bool), "t", "f").tolist()
+    if kind in "iuf":
+        if kind == "f":  # as doubles: a float32's own shortest text is another double's
+            texts = list(map(repr, column.to_numpy(dtype=np.float64, na_value=np.nan).tolist()))
+        else:
+            texts = list(map(str, column.to_numpy(dtype=object, na_value=None).tolist()))
+        if missing.any():
+            texts = [COPY_NULL if absent else text for text, absent in zip(texts, missing, strict=True)]
+        return texts
+    if pd.api.types.infer_dtype(column, skipna=True) in ("string", "date", "empty"):
         # text and dates repeat (a run's id and date on every row, a few segment names): each distinct value once
         codes, distinct = pd.factorize(column, use_na_sentinel=True)
         texts = np.array([*map(_copy_field, distinct.tolist()), COPY_NULL], dtype=object)
         return texts[codes].tolist()  # code -1, a missing value, takes the last: NULL
-    else:
-        return [COPY_NULL if absent else _copy_field(value)
-                for value, absent in zip(column.tolist(), missing, strict=True)]
-    return fields.tolist()
+    return [COPY_NULL if absent else _copy_field(value) for value, absent in zip(column.tolist(), missing, strict=True)]
 
 
 def copy_rows(cur: psycopg.Cursor, table: str, frame: pd.DataFrame) -> None:
