@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -86,7 +87,7 @@ class Warehouse(Protocol):
 
     def keep_inner_backtests(self, rows: list[InnerBacktestRow]) -> None: ...
 
-    def write_run(self, tables: dict[str, pd.DataFrame], as_of: date) -> None:
+    def write_run(self, tables: dict[str, Table], as_of: date) -> None:
         """One run's rows (`run_tables`): appended to the run tables, replacing `as_of`'s rows in the dated ones."""
         ...
 
@@ -109,14 +110,23 @@ def _json_value(value: object) -> object:
     return str(value)
 
 
+# a table's rows, or what computes them when the table is written (so that a run writes its other tables while
+# the last one is still being measured)
+Table = pd.DataFrame | Callable[[], pd.DataFrame]
+
+
+def rows_of(table: Table) -> pd.DataFrame:
+    return table() if callable(table) else table
+
+
 def run_tables(run: dict[str, object], *, selection: pd.DataFrame | None, definitions: pd.DataFrame | None,
                segments: pd.DataFrame, rules: pd.DataFrame, forecasts: pd.DataFrame,
-               hypotheses: pd.DataFrame) -> dict[str, pd.DataFrame]:
+               hypotheses: Table) -> dict[str, Table]:
     """A run's rows by ml table, the run record's dictionaries as JSON text; tables with nothing to add left out
-    (a dated table is written even empty: its date's earlier rows go)."""
+    (a dated table is written even empty: its date's earlier rows go). The engines write them in this order."""
     record = {key: json.dumps(_finite(value), default=_json_value) if isinstance(value, dict) else value
               for key, value in run.items()}
-    tables = {"model_runs": pd.DataFrame([record])}
+    tables: dict[str, Table] = {"model_runs": pd.DataFrame([record])}
     if selection is not None and not selection.empty:
         tables["model_selection"] = selection
     if definitions is not None and not definitions.empty:
@@ -258,11 +268,12 @@ class PostgresWarehouse:
                 [(row.cutoff_date, row.horizon_days, row.settings_key, row.candidate, row.n_customers,
                   row.future_revenue_share) for row in rows])
 
-    def write_run(self, tables: dict[str, pd.DataFrame], as_of: date) -> None:
+    def write_run(self, tables: dict[str, Table], as_of: date) -> None:
         with self.conn.transaction(), self.conn.cursor() as cur:
             db.create_tables(self.conn, "ml")
-            for table, frame in tables.items():
+            for table, rows in tables.items():
                 if table in DATED_TABLES:
                     cur.execute(f"delete from {table} where as_of_date = %s", (as_of,))
+                frame = rows_of(rows)
                 if not frame.empty:
                     copy_rows(cur, table, frame)

@@ -310,11 +310,12 @@ def run_clustering(warehouse: Warehouse, paths: Paths, *, as_of: date | None = N
                 "limits": {**limits, "program_share": program.program_share,
                            "program_share_binds": "always: the program's size is configuration"},
             }
-            hypotheses = measured.result().assign(as_of_date=as_of, run_id=run_id)  # the last thing computed
+            # the hypotheses are waited for when their table is written, after the customers' rows
             warehouse.write_run(run_tables(
                 run, selection=store.selection_frame(run_id, candidates),
                 definitions=store.definitions_frame(run_id, model) if mode == "fit" else None, segments=segments,
-                rules=rules_frame, forecasts=forecasts, hypotheses=hypotheses), as_of)
+                rules=rules_frame, forecasts=forecasts,
+                hypotheses=lambda: measured.result().assign(as_of_date=as_of, run_id=run_id)), as_of)
     _log_summary(summary, rules, accuracy, time.perf_counter() - started)
     return ClusterResult(run_id, mode, as_of, summary, definition, int(is_insider.sum()), float(is_insider.mean()),
                          insider_revenue_share, choice.reason, features, scores, is_insider, forecast)
