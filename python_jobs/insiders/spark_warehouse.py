@@ -26,7 +26,7 @@ import pandas as pd
 
 from .errors import InsidersError
 from .settings import schema_name
-from .warehouse import DATED_TABLES, FitRecord, InnerBacktestRow, without_missing
+from .warehouse import DATED_TABLES, FitRecord, InnerBacktestRow, Table, rows_of, without_missing
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -186,9 +186,10 @@ class SparkWarehouse:
                 typed[field.name] = pd.to_numeric(typed[field.name]).astype("Int64")
         return self.session.createDataFrame(without_missing(typed), schema=schema)
 
-    def write_run(self, tables: dict[str, pd.DataFrame], as_of: date) -> None:
+    def write_run(self, tables: dict[str, Table], as_of: date) -> None:
+        frames = {name: rows_of(rows) for name, rows in tables.items()}
         stamped = {name: frame.assign(created_at=datetime.now(UTC).replace(tzinfo=None)) if name == "model_runs"
-                   else frame for name, frame in tables.items()}
+                   else frame for name, frame in frames.items()}
         order = [name for name in stamped if name not in WRITTEN_LAST] + \
             [name for name in WRITTEN_LAST if name in stamped]
         for name in order:

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from insiders.program import rankings
+from insiders.program import hypotheses, rankings
 from insiders.program.choice import (
     decide,
     inner_cutoffs,
@@ -17,7 +17,7 @@ from insiders.program.choice import (
     training_cutoff,
 )
 from insiders.program.config import ProgramConfig
-from insiders.program.evaluate import measure_groups
+from insiders.program.evaluate import INTERVAL, measure_groups
 from insiders.program.hypotheses import measure_hypotheses
 
 
@@ -130,6 +130,76 @@ def test_hypotheses_compare_the_insiders_with_the_other_customers_with_intervals
         assert hypothesis.insiders_value_low <= hypothesis.insiders_value <= hypothesis.insiders_value_high
     others = features[~insider]
     assert rows.loc["H5", "compared_with"] == pytest.approx(others["gross_revenue"].sum() / others["n_invoices"].sum())
+
+
+def _hypotheses_by_definition(features: pd.DataFrame, insider: np.ndarray, resamples: int, seed: int,
+                              ) -> dict[str, tuple[float, float, float | None]]:
+    """Each hypothesis' interval and p-value as the module's docstring defines them, the slow way: every resample's
+    customers gathered and measured, every permutation's labels from rng.permutation (the same draws in the same
+    order: the resamples, then H3's, H4's and H5's permutations)."""
+    revenue, items, returned, invoices = (features[c].to_numpy(dtype=float) for c in
+                                          ("gross_revenue", "n_items", "n_returned_items", "n_invoices"))
+    statistics = {"H1": hypotheses._share(revenue), "H2": hypotheses._share(items),
+                  "H3_insiders": hypotheses._ratio(returned, items, True),
+                  "H3_others": hypotheses._ratio(returned, items, False),
+                  "H5_insiders": hypotheses._ratio(revenue, invoices, True),
+                  "H5_others": hypotheses._ratio(revenue, invoices, False),
+                  "H4": hypotheses._median_uplift(revenue), "H6": hypotheses._top_quartile_share(revenue)}
+    rng, n, everyone = np.random.default_rng(seed), len(insider), np.arange(len(insider))
+    drawn = np.array([[statistic(rows, insider) for statistic in statistics.values()]
+                      for rows in (rng.integers(0, n, n) for _ in range(resamples))])
+    intervals = {name: tuple(np.nanpercentile(drawn[:, j], INTERVAL)) for j, name in enumerate(statistics)}
+
+    def p_value(statistic) -> float:
+        observed = statistic(everyone, insider)
+        shuffled = np.array([statistic(everyone, rng.permutation(insider)) for _ in range(resamples)])
+        return float((1 + np.sum(shuffled >= observed)) / (resamples + 1))
+
+    def difference(hid: str, sign: int):
+        mine, theirs = statistics[f"{hid}_insiders"], statistics[f"{hid}_others"]
+        return lambda rows, labels: sign * (mine(rows, labels) - theirs(rows, labels))
+
+    p_values = {"H3": p_value(difference("H3", -1)), "H4": p_value(statistics["H4"]),
+                "H5": p_value(difference("H5", 1))}
+    names = {"H3": "H3_insiders", "H5": "H5_insiders"}
+    return {hid: (*intervals[names.get(hid, hid)], p_values.get(hid)) for hid in ("H1", "H2", "H3", "H4", "H5", "H6")}
+
+
+@pytest.mark.parametrize("n", [601, 602])
+def test_the_hypotheses_fast_forms_give_the_definitions_intervals_and_p_values(n):
+    """The bootstrap measured from draw counts and the permutations drawn as shuffled positions give the figures
+    of the definition: the intervals to rounding, the p-values (counts of permutations) exactly; revenue with
+    ties, both medians' parities."""
+    rng = np.random.default_rng(n)
+    revenue = np.round(rng.gamma(0.8, 300, n), -1)
+    features = pd.DataFrame({"gross_revenue": revenue, "n_items": rng.integers(1, 300, n),
+                             "n_returned_items": rng.integers(0, 4, n), "n_invoices": rng.integers(1, 20, n)})
+    insider = revenue >= np.quantile(revenue, 0.8)
+    insider[rng.integers(0, n, 12)] ^= True  # not exactly the top, so the permutations can go either way
+    rows = measure_hypotheses(features, insider, resamples=150, seed=3).set_index("hypothesis_id")
+    for hid, (low, high, p_value) in _hypotheses_by_definition(features, insider, 150, 3).items():
+        assert rows.loc[hid, "insiders_value_low"] == pytest.approx(low, rel=1e-12), hid
+        assert rows.loc[hid, "insiders_value_high"] == pytest.approx(high, rel=1e-12), hid
+        assert (rows.loc[hid, "p_value"] if p_value is not None else None) == p_value, hid
+
+
+def test_shuffled_positions_are_the_generators_permutation_draw_for_draw():
+    insider = np.random.default_rng(0).random(1_001) < 0.15
+    fast, slow = np.random.default_rng(8), np.random.default_rng(8)
+    for _ in range(5):
+        assert np.array_equal(hypotheses._shuffled(insider, fast), slow.permutation(insider))
+    assert fast.integers(0, 2**62) == slow.integers(0, 2**62)  # the same state after
+
+
+def test_the_median_uplift_from_one_sort_is_np_medians():
+    rng = np.random.default_rng(4)
+    for n in (1, 2, 7, 40, 41):
+        values = np.round(rng.gamma(1, 50, n), -1)  # ties
+        from_sort, by_definition = hypotheses._sorted_median_uplift(values), hypotheses._median_uplift(values)
+        for share in (0.0, 0.3, 0.5, 1.0):
+            labels = rng.random(n) < share
+            expected = by_definition(np.arange(n), labels) if labels.any() else np.nan
+            assert from_sort(labels) == pytest.approx(expected, rel=0, abs=0, nan_ok=True), (n, share)
 
 
 def test_a_resample_where_nobody_spent_has_no_share_instead_of_a_huge_one():

@@ -6,6 +6,7 @@ import logging
 import platform
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from importlib.metadata import version
@@ -18,6 +19,8 @@ from ..forecast.job import Forecast, forecast_customers, horizons_with, revenue_
 from ..program import rankings
 from ..program.choice import (
     FALLBACK,
+    FORECAST_RANKING,
+    ProgramChoice,
     RecentWindow,
     candidate_scores,
     choose_definition,
@@ -231,71 +234,88 @@ def run_clustering(warehouse: Warehouse, paths: Paths, *, as_of: date | None = N
             read.append(recent_window(warehouse, as_of, data_start, program))
         return read[0]
 
-    with timer.stage("forecast spend"):
-        forecast = calibrated_forecast(warehouse, as_of, features, data_start, program, window)
-    with timer.stage("choose the Insiders"):
-        choice = choose_definition(warehouse, as_of, data_start, program, same_kind_grid(model))
-        wanted = scored_candidates(program) if every_candidate else {choice.definition, FALLBACK}
+    gross, ids = features["gross_revenue"].to_numpy(dtype=float), features["customer_id"].to_numpy()
+
+    def rank(choice: ProgramChoice, wanted: set[str], forecast: Forecast | None,
+             ) -> tuple[dict[str, np.ndarray], str, np.ndarray, int, np.ndarray]:
         scores = candidate_scores(features, program, forecast=forecast, segment_id=assignment.segment_id,
                                   window=window() if "trained_model" in wanted else None, wanted=wanted)
         definition = choice.definition if choice.definition in scores else FALLBACK
-        gross, ids = features["gross_revenue"].to_numpy(dtype=float), features["customer_id"].to_numpy()
         program_rank = rankings.ranks(scores[definition], gross, ids)
         size = program.program_size(len(features))
-        is_insider = program_rank <= size
         log.info("the Insiders are the top %d customers (%.0f%%, the program's size) by %s: %s", size,
                  100 * program.program_share, definition, choice.reason)
-    with timer.stage("explain and write"):
-        by_id = {s.segment_id: s for s in model.segments}
-        segments = pd.DataFrame({
-            "customer_id": features["customer_id"].astype("int64"),
-            "as_of_date": as_of,
-            "run_id": run_id,
-            "segment_id": assignment.segment_id.astype(int),
-            "segment_name": [by_id[s].name for s in assignment.segment_id],
-            "is_insider": is_insider,
-            "program_rank": program_rank.astype(int),
-            "confidence": assignment.confidence.round(6),
-            "distance_to_centroid": assignment.distance.round(6),
-            "map_x": assignment.map_xy[:, 0].round(6),
-            "map_y": assignment.map_xy[:, 1].round(6),
-        })
-        forecasts = forecast.customers.assign(as_of_date=as_of, run_id=run_id)[[
-            "customer_id", "as_of_date", "run_id", "p_alive", "expected_purchases_90d", "expected_revenue_90d",
-            "expected_revenue_365d"]].round(6)
-        hypotheses = measure_hypotheses(features, is_insider, resamples=program.bootstrap_resamples,
-                                        seed=program.seed).assign(as_of_date=as_of, run_id=run_id)
-        rules, accuracy = insider_rules(features, is_insider, config)
-        rules_frame = pd.DataFrame([{
-            "as_of_date": as_of, "run_id": run_id, "rule_number": i, "rule_text": r.text,
-            "n_customers": r.n_customers, "n_insiders": r.n_insiders, "precision": round(r.precision, 6),
-            "recall": round(r.recall, 6), "tree_accuracy": round(accuracy, 6),
-        } for i, r in enumerate(rules, start=1)])
-        summary = _summary(features, segments)
-        insider_revenue_share = float(gross[is_insider].sum() / max(gross.sum(), 1e-12))
-        metrics: dict[str, object] = {
-            "insider_customer_share": float(is_insider.mean()), "insider_revenue_share": insider_revenue_share,
-            "insider_rule_tree_accuracy": accuracy, "forecast": forecast.estimates}
-        if candidates:
-            chosen = next(c for c in candidates if c.selected)
-            metrics.update(silhouette=chosen.silhouette, davies_bouldin=chosen.davies_bouldin,
-                           calinski_harabasz=chosen.calinski_harabasz, stability=chosen.stability)
-        run = {
-            "run_id": run_id, "as_of_date": as_of, "mode": mode, "model_run_id": model_run_id,
-            "data_cutoff_date": model.fitted_as_of, "refit_reason": reason,
-            "candidate_id": model.candidate_id, "n_segments": len(model.segments),
-            "n_customers": len(features), "parameters": config.as_dict(), "metrics": metrics,
-            "counts": {str(row.segment_id): int(row.n_customers) for row in summary.itertuples()},
-            "stage_seconds": timer.timings, "artifact_path": str(artifact), "artifact_sha256": sha256,
-            "library_versions": model.library_versions, "insider_definition": definition,
-            "program": {**choice.as_dict(), "program_size": size, "config": program.as_dict()},
-            "limits": {**limits, "program_share": program.program_share,
-                       "program_share_binds": "always: the program's size is configuration"},
-        }
-        warehouse.write_run(run_tables(
-            run, selection=store.selection_frame(run_id, candidates),
-            definitions=store.definitions_frame(run_id, model) if mode == "fit" else None, segments=segments,
-            rules=rules_frame, forecasts=forecasts, hypotheses=hypotheses), as_of)
+        return scores, definition, program_rank, size, program_rank <= size
+
+    # The hypotheses (a bootstrap and permutation tests, the longest step of a day's labelling at 90,000
+    # customers) need the Insiders only: they are measured in a second thread while the forecast, the rules and
+    # the rows to write are computed. So the Insiders are chosen before the forecast, unless it ranks them.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        with timer.stage("choose the Insiders"):
+            choice = choose_definition(warehouse, as_of, data_start, program, same_kind_grid(model))
+            wanted = scored_candidates(program) if every_candidate else {choice.definition, FALLBACK}
+            ranked = None if FORECAST_RANKING in wanted else rank(choice, wanted, None)
+        measured = pool.submit(measure_hypotheses, features, ranked[-1], resamples=program.bootstrap_resamples,
+                               seed=program.seed) if ranked else None
+        with timer.stage("forecast spend"):
+            forecast = calibrated_forecast(warehouse, as_of, features, data_start, program, window)
+        if ranked is None or measured is None:
+            with timer.stage("rank the Insiders by the forecast"):
+                ranked = rank(choice, wanted, forecast)
+            measured = pool.submit(measure_hypotheses, features, ranked[-1],
+                                   resamples=program.bootstrap_resamples, seed=program.seed)
+        scores, definition, program_rank, size, is_insider = ranked
+        with timer.stage("explain and write"):
+            by_id = {s.segment_id: s for s in model.segments}
+            segments = pd.DataFrame({
+                "customer_id": features["customer_id"].astype("int64"),
+                "as_of_date": as_of,
+                "run_id": run_id,
+                "segment_id": assignment.segment_id.astype(int),
+                "segment_name": [by_id[s].name for s in assignment.segment_id],
+                "is_insider": is_insider,
+                "program_rank": program_rank.astype(int),
+                "confidence": assignment.confidence.round(6),
+                "distance_to_centroid": assignment.distance.round(6),
+                "map_x": assignment.map_xy[:, 0].round(6),
+                "map_y": assignment.map_xy[:, 1].round(6),
+            })
+            forecasts = forecast.customers.assign(as_of_date=as_of, run_id=run_id)[[
+                "customer_id", "as_of_date", "run_id", "p_alive", "expected_purchases_90d", "expected_revenue_90d",
+                "expected_revenue_365d"]].round(6)
+            rules, accuracy = insider_rules(features, is_insider, config)
+            rules_frame = pd.DataFrame([{
+                "as_of_date": as_of, "run_id": run_id, "rule_number": i, "rule_text": r.text,
+                "n_customers": r.n_customers, "n_insiders": r.n_insiders, "precision": round(r.precision, 6),
+                "recall": round(r.recall, 6), "tree_accuracy": round(accuracy, 6),
+            } for i, r in enumerate(rules, start=1)])
+            summary = _summary(features, segments)
+            insider_revenue_share = float(gross[is_insider].sum() / max(gross.sum(), 1e-12))
+            metrics: dict[str, object] = {
+                "insider_customer_share": float(is_insider.mean()), "insider_revenue_share": insider_revenue_share,
+                "insider_rule_tree_accuracy": accuracy, "forecast": forecast.estimates}
+            if candidates:
+                chosen = next(c for c in candidates if c.selected)
+                metrics.update(silhouette=chosen.silhouette, davies_bouldin=chosen.davies_bouldin,
+                               calinski_harabasz=chosen.calinski_harabasz, stability=chosen.stability)
+            run = {
+                "run_id": run_id, "as_of_date": as_of, "mode": mode, "model_run_id": model_run_id,
+                "data_cutoff_date": model.fitted_as_of, "refit_reason": reason,
+                "candidate_id": model.candidate_id, "n_segments": len(model.segments),
+                "n_customers": len(features), "parameters": config.as_dict(), "metrics": metrics,
+                "counts": {str(row.segment_id): int(row.n_customers) for row in summary.itertuples()},
+                "stage_seconds": timer.timings, "artifact_path": str(artifact), "artifact_sha256": sha256,
+                "library_versions": model.library_versions, "insider_definition": definition,
+                "program": {**choice.as_dict(), "program_size": size, "config": program.as_dict()},
+                "limits": {**limits, "program_share": program.program_share,
+                           "program_share_binds": "always: the program's size is configuration"},
+            }
+            # the hypotheses are waited for when their table is written, after the customers' rows
+            warehouse.write_run(run_tables(
+                run, selection=store.selection_frame(run_id, candidates),
+                definitions=store.definitions_frame(run_id, model) if mode == "fit" else None, segments=segments,
+                rules=rules_frame, forecasts=forecasts,
+                hypotheses=lambda: measured.result().assign(as_of_date=as_of, run_id=run_id)), as_of)
     _log_summary(summary, rules, accuracy, time.perf_counter() - started)
     return ClusterResult(run_id, mode, as_of, summary, definition, int(is_insider.sum()), float(is_insider.mean()),
                          insider_revenue_share, choice.reason, features, scores, is_insider, forecast)

@@ -262,33 +262,42 @@ def _bgnbd_objective(x: FloatArray, t_x: FloatArray, age: FloatArray) -> Objecti
     """Mean negative log-likelihood of the BG/NBD (eq. 6 of the paper) and its gradient in log-parameters."""
     repeat = x > 0
     x_or_one = np.maximum(x, 1.0)
+    # the special functions of x alone are evaluated once per distinct frequency (about a hundred among 90,000
+    # customers) and the logarithms once per distinct age and recency (whole days), then gathered back: the
+    # same values in the same arrays, so the same sums
+    by_x, by_age, by_recency = _distinct(x), _distinct(age), _distinct(t_x)
+
+    def per_x(function: Callable[..., FloatArray], *args: float | FloatArray) -> FloatArray:
+        return function(*args)[by_x[1]]
 
     def objective(theta: FloatArray) -> tuple[float, FloatArray]:
         r, alpha, a, b = np.exp(theta)
+        xs = by_x[0]
         r_x = r + x
-        log_alpha_age = np.log(alpha + age)
-        log_alpha_recency = np.log(alpha + t_x)
+        log_alpha_age = np.log(alpha + by_age[0])[by_age[1]]
+        log_alpha_recency = np.log(alpha + by_recency[0])[by_recency[1]]
         # L = B(a, b+x)/B(a, b) * G(r+x) alpha^r / G(r) * [(alpha+T)^-(r+x) + [x>0] a/(b+x-1) (alpha+t_x)^-(r+x)]
         alive = -r_x * log_alpha_age
-        dropped = np.where(repeat, np.log(a) - np.log(b + x_or_one - 1) - r_x * log_alpha_recency, -np.inf)
+        dropped = np.where(repeat, np.log(a) - per_x(np.log, b + np.maximum(xs, 1.0) - 1) - r_x * log_alpha_recency,
+                           -np.inf)
         log_sum = np.logaddexp(alive, dropped)
         log_likelihood = (
-            special.gammaln(r_x)
+            per_x(special.gammaln, r + xs)
             - special.gammaln(r)
             + r * np.log(alpha)
-            + special.betaln(a, b + x)
+            + per_x(special.betaln, a, b + xs)
             - special.betaln(a, b)
             + log_sum
         )
         w_alive = np.exp(alive - log_sum)
         w_dropped = np.exp(dropped - log_sum)
-        d_r = special.digamma(r_x) - special.digamma(r) + np.log(alpha)
+        d_r = per_x(special.digamma, r + xs) - special.digamma(r) + np.log(alpha)
         d_r = d_r - w_alive * log_alpha_age - w_dropped * log_alpha_recency
         d_alpha = r / alpha - r_x * (w_alive / (alpha + age) + w_dropped / (alpha + t_x))
         digamma_ab = special.digamma(a + b)
-        digamma_abx = special.digamma(a + b + x)
+        digamma_abx = per_x(special.digamma, a + b + xs)
         d_a = digamma_ab - digamma_abx + w_dropped / a
-        d_b = special.digamma(b + x) - special.digamma(b) + digamma_ab - digamma_abx
+        d_b = per_x(special.digamma, b + xs) - special.digamma(b) + digamma_ab - digamma_abx
         d_b = d_b - w_dropped / (b + x_or_one - 1)
         gradient = np.array([r * d_r.mean(), alpha * d_alpha.mean(), a * d_a.mean(), b * d_b.mean()], dtype=np.float64)
         value = -float(log_likelihood.mean())
@@ -434,13 +443,16 @@ def expected_purchases(
     if fit.a == 0:  # the no-drop-out boundary: the NBD's (r + x) / (alpha + T) purchases per time unit
         return (fit.r + x) * tau
     expected = np.empty_like(x)
+    workspace: list[FloatArray] = []
     for value in np.unique(x):
         rows = x == value
-        expected[rows] = _expected_while_alive(fit.r, fit.a, fit.b, float(value), tau[rows])
+        expected[rows] = _expected_while_alive(fit.r, fit.a, fit.b, float(value), tau[rows], workspace)
     return alive * expected
 
 
-def _expected_while_alive(r: float, a: float, b: float, x: float, tau: FloatArray) -> FloatArray:
+def _expected_while_alive(
+    r: float, a: float, b: float, x: float, tau: FloatArray, workspace: list[FloatArray] | None = None
+) -> FloatArray:
     """E[g(p)], g(p) = (1 - (1 + p tau)^-k) / p, k = r + x, p ~ Beta(a, b + x), for each tau.
 
     In y = logit(p) the Beta density is log-concave, and g(logit^-1(y)) is analytic in a strip of half-width pi
@@ -476,9 +488,30 @@ def _expected_while_alive(r: float, a: float, b: float, x: float, tau: FloatArra
         nodes = ((edges[:-1] + edges[1:]) / 2)[:, None] + half[:, None] * _GAUSS_NODES[None, :]
         weights = (half[:, None] * _GAUSS_WEIGHTS[None, :]).ravel() * np.exp(log_density(nodes.ravel()))
         p = special.expit(nodes.ravel())
-        g = -np.expm1(-k * np.log1p(p[None, :] * tau[:, None])) / p[None, :]
-        total = total + g @ weights
+        # customers share their tau (whole days of age): g is evaluated once per distinct tau (a few hundred
+        # rather than tens of thousands) and its rows gathered back, so that the product with the weights is the
+        # same BLAS call on the same matrix as before: BLAS sums a row in an order that depends on its position
+        # in the matrix, and a product over the distinct rows alone differs in the last bit
+        distinct, back = _distinct(tau)
+        g = -np.expm1(-k * np.log1p(p[None, :] * distinct[:, None])) / p[None, :]
+        total = total + _gathered(g, back, [] if workspace is None else workspace) @ weights
     return np.asarray(total, dtype=np.float64)
+
+
+def _gathered(rows: FloatArray, back: npt.NDArray[np.intp], workspace: list[FloatArray]) -> FloatArray:
+    """rows[back], written into a buffer kept in `workspace` from one call to the next: a new array of this size
+    (27,458 x 1,200 values at frequency 0 on 10 million lines) costs more in page faults than the copy itself."""
+    size = len(back) * rows.shape[1]
+    if not workspace or workspace[0].size < size:
+        workspace[:] = [np.empty(size)]
+    # mode "clip": with "raise" (the default) numpy writes to a temporary first (the indices are in range anyway)
+    return np.take(rows, back, axis=0, out=workspace[0][:size].reshape(len(back), rows.shape[1]), mode="clip")
+
+
+def _distinct(values: FloatArray) -> tuple[FloatArray, npt.NDArray[np.intp]]:
+    """The distinct values and, for each value, its position among them."""
+    distinct, back = np.unique(values, return_inverse=True)
+    return distinct, back.ravel()
 
 
 def _level_crossing(
@@ -515,6 +548,7 @@ def _gamma_gamma_objective(x: FloatArray, mean_value: FloatArray) -> Objective:
     """Mean negative log-likelihood of the mean of x transaction values, and its gradient in log-parameters."""
     log_x = np.log(x)
     log_value = np.log(mean_value)
+    xs, back = _distinct(x)  # the special functions of x alone, once per distinct frequency (as in the BG/NBD)
 
     def objective(theta: FloatArray) -> tuple[float, FloatArray]:
         p, q, v = np.exp(theta)
@@ -522,16 +556,16 @@ def _gamma_gamma_objective(x: FloatArray, mean_value: FloatArray) -> Objective:
         log_total = np.log(v + x * mean_value)
         # f(z | x) = G(px+q) / (G(px) G(q)) * v^q z^(px-1) x^px / (v + x z)^(px+q)
         log_likelihood = (
-            special.gammaln(px + q)
-            - special.gammaln(px)
+            special.gammaln(p * xs + q)[back]
+            - special.gammaln(p * xs)[back]
             - special.gammaln(q)
             + q * np.log(v)
             + (px - 1) * log_value
             + px * log_x
             - (px + q) * log_total
         )
-        digamma_total = special.digamma(px + q)
-        d_p = x * (digamma_total - special.digamma(px) + log_value + log_x - log_total)
+        digamma_total = special.digamma(p * xs + q)[back]
+        d_p = x * (digamma_total - special.digamma(p * xs)[back] + log_value + log_x - log_total)
         d_q = digamma_total - special.digamma(q) + np.log(v) - log_total
         d_v = q / v - (px + q) / (v + x * mean_value)
         gradient = np.array([p * d_p.mean(), q * d_q.mean(), v * d_v.mean()], dtype=np.float64)

@@ -30,6 +30,7 @@ from .outcomes import aligned
 
 log = logging.getLogger("insiders")
 FALLBACK = "top_past_revenue"
+FORECAST_RANKING = "top_expected_revenue"  # the only candidate that ranks by the spend forecast
 
 
 @dataclass
@@ -117,7 +118,7 @@ def required_dates(as_of: date, data_start: date, config: ProgramConfig) -> list
 def scored_candidates(config: ProgramConfig) -> set[str]:
     """The candidates a run scores: the configured ones, and always the simple rules and the forecast's ranking,
     which are the fallback and the backtests' baselines."""
-    return set(config.candidates) | set(SIMPLE_RULES) | {"top_expected_revenue"}
+    return set(config.candidates) | set(SIMPLE_RULES) | {FORECAST_RANKING}
 
 
 def candidate_scores(features: pd.DataFrame, config: ProgramConfig, *, forecast: Forecast | None,
@@ -134,7 +135,7 @@ def candidate_scores(features: pd.DataFrame, config: ProgramConfig, *, forecast:
         "rfm_score": rankings.rfm_score(features).astype(float),
     }
     if forecast is not None:
-        scores["top_expected_revenue"] = forecast.expected_revenue(config.horizon_days)
+        scores[FORECAST_RANKING] = forecast.expected_revenue(config.horizon_days)
     if segment_id is not None:
         scores["top_segment"] = rankings.segment_score(segment_id, scores["top_past_revenue"])
     if "trained_model" in wanted and window is not None:
