@@ -13,7 +13,7 @@
 
 {#-
     One row per customer per as-of date. Building for some as-of dates (one statement for all of them: a spine of
-    dates joined to the invoices) replaces those dates' rows and keeps every other date, so monthly runs
+    dates joined to the customer-days) replaces those dates' rows and keeps every other date, so monthly runs
     accumulate a history and backtests can rebuild any cutoff. Every figure at a date uses only lines dated on or
     before it. `--full-refresh` leaves this history alone (it would keep only the dates of that build) unless the
     var allow_history_full_refresh is true; restating some dates is a build for those dates (README, "Restating").
