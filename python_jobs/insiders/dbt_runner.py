@@ -98,6 +98,8 @@ FAILED_STATUSES = {"error", "fail", "runtime error"}
 CONNECTION_PROBLEMS = ("connection to server", "server closed the connection", "terminating connection",
                        "could not connect", "connection already closed", "the database system is")
 SHOWN_FAILURES = 10
+# the commands that run nodes and write run_results.json
+NODE_COMMANDS = {"build", "run", "test", "seed", "snapshot"}
 
 
 def _message_lines(text: str) -> list[str]:
@@ -206,9 +208,14 @@ def invoke_dbt(paths: Paths, target: DbtTarget, args: list[str]) -> object:
                 raise InsidersError(f"dbt could not parse the project: {headline} (dbt's log: {log_file})")
             _manifests[key] = parsed.result
         log.debug("dbt %s", " ".join(args))
+        # the parse above wrote manifest.json; a build would write it again at its end (0.5-0.7 s for this
+        # project), so a build writes no JSON and its run_results.json is written here
+        runs_nodes = args[0] in NODE_COMMANDS
         with track(f"dbt {args[0]}", unit="nodes") as tracker:
             outcome = dbtRunner(manifest=_manifests[key], callbacks=[_Events(tracker)]).invoke(
-                [*_console_flags(), *args, *common])
+                [*_console_flags(), *args, *(["--no-write-json"] if runs_nodes else []), *common])
+        if runs_nodes and hasattr(outcome.result, "write"):
+            outcome.result.write(str(paths.project_dir / env["DBT_TARGET_PATH"] / "run_results.json"))
     if not outcome.success:
         headline, lines = failure_summary(outcome.result, outcome.exception)
         raise InsidersError("\n  ".join([f"dbt {' '.join(args)} failed: {headline} (dbt's log: {log_file})",
