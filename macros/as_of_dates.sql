@@ -94,3 +94,33 @@
     from {{ relation }} as dated
     where dated.{{ date_column }} <= coalesce({{ current_as_of_date() }}, dated.{{ date_column }})
 {%- endmacro %}
+
+{#-
+    For fct_customer_segments' incremental builds: the as-of dates whose latest run (stg_ml__model_runs) is not the
+    run the model holds for them, as 'YYYY-MM-DD' strings; none (every date) when the model is built whole. A run
+    replaces its date's labels, so all of a date's rows carry one run: one row per date is read, through the index.
+-#}
+{% macro segment_dates_not_held() -%}
+    {%- if not execute or not is_incremental() -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set query -%}
+        with latest_runs as (
+            select
+                as_of_date,
+                max(run_id) as run_id
+            from {{ ref('stg_ml__model_runs') }}
+            group by as_of_date
+        )
+        select cast(latest_runs.as_of_date as {{ dbt.type_string() }}) as as_of_date
+        from latest_runs
+        where latest_runs.run_id is distinct from (
+            select held.run_id
+            from {{ this }} as held
+            where held.as_of_date = latest_runs.as_of_date
+            limit 1
+        )
+        order by 1
+    {%- endset -%}
+    {{ return(run_query(query).columns[0].values() | map('string') | list) }}
+{%- endmacro %}

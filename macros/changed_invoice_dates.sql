@@ -29,8 +29,9 @@
     {{ return(run_query(query).columns[0].values() | map('string') | list) }}
 {%- endmacro %}
 
-{#- `column` among `dates` (a list from changed_invoice_dates), as SQL; false for an empty list. -#}
-{% macro in_invoice_dates(column, dates) -%}
+{#- `column` among `dates` (a list of 'YYYY-MM-DD' strings, as changed_invoice_dates returns), as SQL; false for an
+    empty list. -#}
+{% macro in_dates(column, dates) -%}
     {%- if dates -%}
         {{ column }} in ({% for day in dates %}cast('{{ day }}' as date){{ ", " if not loop.last }}{% endfor %})
     {%- else -%}
@@ -51,7 +52,7 @@
 {% macro delete_changed_invoice_dates(loaded_dates, date_column='invoice_date') -%}
     {%- if is_incremental() -%}
         delete from {{ this }}
-        where {{ in_invoice_dates(date_column, changed_invoice_dates(loaded_dates)) }}
+        where {{ in_dates(date_column, changed_invoice_dates(loaded_dates)) }}
     {%- else -%}
         select 1
     {%- endif -%}

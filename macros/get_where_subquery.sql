@@ -82,7 +82,7 @@
     {%- if not dates -%}
         {{ return('1 = 1') }}
     {%- endif -%}
-    {{ return('(' ~ in_invoice_dates('as_of_date', dates) ~ ')') }}
+    {{ return('(' ~ in_dates('as_of_date', dates) ~ ')') }}
 {%- endmacro %}
 
 {#- Spark has no control tables: its builds take their dates from vars, and every date is checked. -#}

@@ -25,7 +25,7 @@ with customer_invoices as (
 
     select * from {{ ref('int_customer_invoices') }}
     {%- if is_incremental() %}
-        where {{ in_invoice_dates('invoice_date', changed_dates) }}
+        where {{ in_dates('invoice_date', changed_dates) }}
     {%- endif %}
 
 ),

@@ -20,7 +20,7 @@ with kept_lines as (
 
     select * from {{ ref('int_invoice_lines__cleaned') }}
     {%- if is_incremental() %}
-        where {{ in_invoice_dates('invoice_date', changed_dates) }}
+        where {{ in_dates('invoice_date', changed_dates) }}
     {%- endif %}
 
 ),

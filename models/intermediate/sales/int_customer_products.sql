@@ -27,7 +27,7 @@
     line, and removed when no purchase of them is left.
 -#}
 {%- set changed_dates = changed_invoice_dates(ref('int_invoice_lines__loaded_dates')) %}
-{%- set read_dates = in_invoice_dates('invoice_date', changed_dates) if is_incremental() else '1 = 1' %}
+{%- set read_dates = in_dates('invoice_date', changed_dates) if is_incremental() else '1 = 1' %}
 
 with read_purchase_lines as (
 
@@ -79,7 +79,7 @@ read_pairs as (
         first_in_read_lines.stock_code,
         case
             when held.first_bought_on is null then first_in_read_lines.first_bought_on
-            when not {{ in_invoice_dates('held.first_bought_on', changed_dates) }}
+            when not {{ in_dates('held.first_bought_on', changed_dates) }}
                 then least(held.first_bought_on, first_in_read_lines.first_bought_on)
             when first_in_read_lines.first_bought_on <= held.first_bought_on then first_in_read_lines.first_bought_on
         end as first_bought_on
@@ -103,7 +103,7 @@ lost_first_day as (
         held.stock_code
     from {{ this }} as held
     where
-        {{ in_invoice_dates('held.first_bought_on', changed_dates) }}
+        {{ in_dates('held.first_bought_on', changed_dates) }}
         and not exists (
             select 1
             from first_in_read_lines

@@ -23,7 +23,7 @@ with customer_days as (
 
     select * from {{ ref('int_customer_days') }}
     {%- if is_incremental() %}
-        where {{ in_invoice_dates('invoice_date', changed_dates) }}
+        where {{ in_dates('invoice_date', changed_dates) }}
     {%- endif %}
 
 )
