@@ -127,6 +127,9 @@ def test_a_failing_dbt_test_is_named_in_one_short_output(cli_env, cli_target, ve
     failure = next(line for line in output if "assert_no_label_from_a_later_model" in line)
     assert "Got 1 result" in failure
     assert "dbt.log" in result.stderr  # where the whole story is
+    log_file = re.search(r"dbt's log: (\S+dbt\.log)", result.stderr).group(1)
+    with open(log_file, encoding="utf-8") as log:  # written, and it tells the story
+        assert "Failure in test assert_no_label_from_a_later_model" in log.read()
     assert result.stdout == ""  # no summary after a failure
 
 
