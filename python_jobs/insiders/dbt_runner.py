@@ -46,8 +46,9 @@ def dbt_environment(paths: Paths, target: DbtTarget) -> dict[str, str]:
 
 
 def dbt_target_path(paths: Paths) -> Path:
-    """Where dbt writes compiled SQL, its artifacts and the static docs page."""
-    return Path(os.environ.get("DBT_TARGET_PATH") or paths.state_dir / "dbt-target")
+    """Where dbt writes compiled SQL, its artifacts and the static docs page; a relative DBT_TARGET_PATH (a user's
+    own) is relative to the project directory, as dbt reads it."""
+    return paths.project_dir / (os.environ.get("DBT_TARGET_PATH") or paths.state_dir / "dbt-target")
 
 
 def dbt_log_path(paths: Paths) -> Path:
@@ -218,7 +219,7 @@ def invoke_dbt(paths: Paths, target: DbtTarget, args: list[str]) -> object:
             outcome = dbtRunner(manifest=_manifests[key], callbacks=[_Events(tracker)]).invoke(
                 [*_console_flags(), *args, *(["--no-write-json"] if runs_nodes else []), *common])
         if runs_nodes and hasattr(outcome.result, "write"):
-            outcome.result.write(str(paths.project_dir / env["DBT_TARGET_PATH"] / "run_results.json"))
+            outcome.result.write(str(dbt_target_path(paths) / "run_results.json"))
     if not outcome.success:
         headline, lines = failure_summary(outcome.result, outcome.exception)
         raise InsidersError("\n  ".join([f"dbt {' '.join(args)} failed: {headline} (dbt's log: {log_file})",

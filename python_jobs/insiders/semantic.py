@@ -15,7 +15,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .dbt_runner import dbt_environment, run_dbt, run_tool
+from .dbt_runner import dbt_target_path, run_dbt, run_tool
 from .settings import Paths, Target
 
 MANIFEST = "semantic_manifest.json"
@@ -24,8 +24,7 @@ MANIFEST = "semantic_manifest.json"
 def metricflow_project(paths: Paths, target: Target) -> Path:
     """Parse the dbt project for `target` and return the directory mf reads it from."""
     run_dbt(paths, target, ["--quiet", "parse"], quiet=True)
-    # where that parse wrote; a relative DBT_TARGET_PATH (a user's own) is relative to the project directory
-    parsed = paths.project_dir / dbt_environment(paths, target)["DBT_TARGET_PATH"]
+    parsed = dbt_target_path(paths)  # where that parse wrote
     project = paths.state_dir / "metricflow"
     (project / "target").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(paths.project_dir / "dbt_project.yml", project / "dbt_project.yml")
