@@ -168,9 +168,12 @@ class _Events:
     def __init__(self, tracker: Tracker | None) -> None:
         self.tracker = tracker
         self.dbt_log = logging.getLogger("insiders.dbt")
+        self.project_unchanged = False
 
     def __call__(self, event) -> None:
         name, data = event.info.name, event.data
+        if name == "PartialParsingSkipParsing":  # no file changed since the saved parse
+            self.project_unchanged = True
         if self.tracker is not None:
             if name == "LogStartLine" and getattr(data, "total", 0) and self.tracker.total is None:
                 self.tracker.set_total(int(data.total))
@@ -190,6 +193,20 @@ def _console_flags() -> list[str]:
             "--use-colors" if colour() else "--no-use-colors", "--no-use-colors-file"]
 
 
+def write_manifest(manifest: object, target_path: Path, *, unchanged: bool) -> None:
+    """manifest.json and semantic_manifest.json, as `dbt parse` writes them (for the tools that read dbt's
+    artifacts, and mf), unless no file of the project changed since the saved parse and they were written after it:
+    then they already describe this project, and writing them again cost 0.5-0.7 s of every run."""
+    from dbt.parser.manifest import write_manifest as write_dbt_manifest
+
+    written = [target_path / "manifest.json", target_path / "semantic_manifest.json"]
+    saved_parse = target_path / "partial_parse.msgpack"
+    if unchanged and saved_parse.exists() and all(
+            path.exists() and path.stat().st_mtime >= saved_parse.stat().st_mtime for path in written):
+        return
+    write_dbt_manifest(manifest, str(target_path))
+
+
 def invoke_dbt(paths: Paths, target: DbtTarget, args: list[str]) -> object:
     """Run `dbt ARGS` in this process (parsing the project only the first time for this target) and return its
     result; raise with what failed (the failed nodes and their messages, or the one problem) when it fails.
@@ -206,14 +223,16 @@ def invoke_dbt(paths: Paths, target: DbtTarget, args: list[str]) -> object:
               "--target", target.name]
     with _environment(env):
         if key not in _manifests:
-            parsed = dbtRunner(callbacks=[_Events(None)]).invoke([*_console_flags(), "parse", *common])
+            events = _Events(None)
+            parsed = dbtRunner(callbacks=[events]).invoke([*_console_flags(), "parse", "--no-write-json", *common])
             if not parsed.success:
                 headline, _ = failure_summary(None, parsed.exception)
                 raise InsidersError(f"dbt could not parse the project: {headline} (dbt's log: {log_file})")
             _manifests[key] = parsed.result
+            write_manifest(parsed.result, Path(env["DBT_TARGET_PATH"]), unchanged=events.project_unchanged)
         log.debug("dbt %s", " ".join(args))
-        # the parse above wrote manifest.json; a build would write it again at its end (0.5-0.7 s for this
-        # project), so a build writes no JSON and its run_results.json is written here
+        # the parse above wrote manifest.json if it had changed; a build would write it again at its end (0.5-0.7 s
+        # for this project), so a build writes no JSON and its run_results.json is written here
         runs_nodes = args[0] in NODE_COMMANDS
         with track(f"dbt {args[0]}", unit="nodes") as tracker:
             outcome = dbtRunner(manifest=_manifests[key], callbacks=[_Events(tracker)]).invoke(
