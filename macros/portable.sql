@@ -32,24 +32,6 @@
 {%- endmacro %}
 
 {#-
-    Placed after `as` in a CTE read several times that PostgreSQL should fold into each reading query rather than
-    compute once (`not materialized`): a computed CTE is a wall to the planner, which then plans each reading join
-    without what it knows of the table underneath. fct_customer_features reads its as-of spine three times: a day's
-    select at 10 million lines took 3.1-4.5 s with the spine computed once, 2.8-3.8 s folded in (the same rows).
-    Spark SQL has no such clause and folds CTEs in anyway.
--#}
-{% macro cte_inlined() -%}
-    {{ return(adapter.dispatch('cte_inlined')()) }}
-{%- endmacro %}
-
-{% macro default__cte_inlined() -%}
-    not materialized
-{%- endmacro %}
-
-{% macro spark__cte_inlined() -%}
-{%- endmacro %}
-
-{#-
     The incremental strategy that replaces the rows of the keys a build computes and keeps every other key: on
     PostgreSQL delete+insert by unique_key; on Spark's Parquet tables (no Delta: no delete, no merge) insert_overwrite
     of the partitions a build writes, so the model is partitioned by that key (`partition_by`).

@@ -19,7 +19,7 @@
     var allow_history_full_refresh is true; restating some dates is a build for those dates (README, "Restating").
 -#}
 
-with as_of_spine as {{ cte_inlined() }} (
+with as_of_spine as (
 
     select requested.as_of_date
     from ({{ as_of_dates() }}) as requested
