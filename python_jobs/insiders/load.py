@@ -67,8 +67,9 @@ SCAN_BLOCK_BYTES = 4 << 20
 PARQUET_BATCH_LINES = 32_768  # small blocks: the server starts storing early, and is not left alone at the end
 COPY_QUEUE_DEPTH = 2  # blocks ready for COPY that may wait for the server at a time
 ANALYZE_MIN_LINES = 50_000  # a load of at least this many lines refreshes the planner's statistics
-BATCH_SIGHTINGS = 10  # lines of a small load that its statistics' sample should hold, on average
-MIN_STATISTICS_TARGET = 10  # PostgreSQL samples 300 lines per unit of target; its default target is 100
+BATCH_LINES_IN_SAMPLE = 10  # lines of a small load that the statistics' sample should hold, on average
+SAMPLE_LINES_PER_TARGET = 300  # PostgreSQL's analyze samples this many lines per unit of statistics target
+MIN_STATISTICS_TARGET = 10  # the smallest target a small load's analyze uses (PostgreSQL's default is 100)
 REJECT_SPOOL_BYTES = 8 << 20  # refused lines past this size wait for their COPY in a temporary file
 BINARY_SHARE = 0.05  # a CSV whose first block has more control characters than this is not text (random: 11%)
 
@@ -1029,14 +1030,28 @@ def _user_errors(path: Path, conn: psycopg.Connection) -> Iterator[None]:
         raise InsidersError(f"{path.name}: cannot read the file ({_one_line(exc)})") from exc
 
 
+@contextlib.contextmanager
+def statistics_target(conn: psycopg.Connection, target: int) -> Iterator[None]:
+    """`default_statistics_target` at `target` for the statements inside, and as it was after them: set for the
+    transaction only, it would otherwise hold until a caller's own transaction ends. If they fail, the transaction's
+    rollback undoes it."""
+    own = conn.execute("select current_setting('default_statistics_target')").fetchone()[0]
+    conn.execute("select set_config('default_statistics_target', %s, true)", (str(target),))
+    yield
+    conn.execute("select set_config('default_statistics_target', %s, true)", (own,))
+
+
 def batch_statistics_target(conn: psycopg.Connection, loaded: int) -> int:
-    """The statistics target whose sample (300 lines per unit) holds BATCH_SIGHTINGS of a batch of `loaded` lines
-    on average, between MIN_STATISTICS_TARGET and the server's own target."""
-    lines, default = conn.execute(
-        "select greatest(reltuples, 0)::bigint, current_setting('default_statistics_target')::int"
+    """The statistics target whose sample holds BATCH_LINES_IN_SAMPLE of a batch of `loaded` lines on average, at
+    least MIN_STATISTICS_TARGET and at most the session's own target, which a table never analyzed (its size
+    unknown) gets whole."""
+    lines, own = conn.execute(
+        "select reltuples::bigint, current_setting('default_statistics_target')::int"
         " from pg_class where oid = 'invoice_lines'::regclass").fetchone()
-    needed = math.ceil(BATCH_SIGHTINGS * (lines + loaded) / (300 * loaded))
-    return max(MIN_STATISTICS_TARGET, min(default, needed))
+    if lines < 0:
+        return own
+    needed = math.ceil(BATCH_LINES_IN_SAMPLE * (lines + loaded) / (SAMPLE_LINES_PER_TARGET * loaded))
+    return min(own, max(MIN_STATISTICS_TARGET, needed))
 
 
 def _drop_held_lines(cur: psycopg.Cursor, lines: _LinesWriter, held_before: bool) -> tuple[int, bool]:
@@ -1146,9 +1161,8 @@ def _load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None, repla
             # reads a new batch by its id, and sampling that column alone is the cheap part of an analyze. The
             # sample need only be large enough to hold some of the batch's lines: the default one (30,000 lines,
             # read from as many pages) took 1.2-1.4 s a day at 10 million lines
-            conn.execute("select set_config('default_statistics_target', %s, true)",
-                         (str(batch_statistics_target(conn, loaded)),))
-            conn.execute("analyze invoice_lines (batch_id)")
+            with statistics_target(conn, batch_statistics_target(conn, loaded)):
+                conn.execute("analyze invoice_lines (batch_id)")
     result = LoadResult(path, batch_id, staged + rejected, loaded, rejected, lines_duplicate=duplicate,
                         seconds=time.perf_counter() - started, date_format=source.date_format,
                         rejected_examples=examples)

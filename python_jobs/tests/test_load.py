@@ -463,6 +463,22 @@ def test_a_small_load_puts_its_batch_in_the_statistics(tmp_path, conn):
     assert values is not None and str(second.batch_id) in values[0].strip("{}").split(",")
 
 
+def test_a_small_loads_analyze_leaves_the_statistics_target_as_it_was(tmp_path, conn):
+    # the load's analyze samples less than the default; inside a caller's transaction, a setting made for the
+    # transaction would hold for the caller's later statements too
+    load_file(conn, write_csv(tmp_path / "first.csv", UCI_HEADER, ROWS))
+    conn.execute("set default_statistics_target = 123")
+    next_day = [[f"{row[0]}N", *row[1:4], "12/16/2010 10:00", *row[5:]] for row in ROWS]
+    load_file(conn, write_csv(tmp_path / "next_day.csv", UCI_HEADER, next_day))
+    assert conn.execute("select current_setting('default_statistics_target')").fetchone()[0] == "123"
+
+
+def test_a_table_never_analyzed_is_sampled_at_the_full_target(conn):
+    load_module.ensure_raw_schema(conn)
+    conn.execute("set default_statistics_target = 123")
+    assert load_module.batch_statistics_target(conn, loaded=1_000) == 123
+
+
 def test_replacing_a_file_leaves_only_its_new_lines_and_rejects(tmp_path, conn):
     path = write_csv(tmp_path / "lines.csv", UCI_HEADER, ROWS)
     first = load_file(conn, path)
