@@ -195,8 +195,11 @@ def _console_flags() -> list[str]:
 
 def write_manifest(manifest: object, target_path: Path, *, unchanged: bool) -> None:
     """manifest.json and semantic_manifest.json, as `dbt parse` writes them (for the tools that read dbt's
-    artifacts, and mf), unless no file of the project changed since the saved parse and they were written after it:
-    then they already describe this project, and writing them again cost 0.5-0.7 s of every run."""
+    artifacts, and mf), unless the parse read the saved one as it was (no file changed; any other change, of the
+    target, profile, vars or dbt's version, parses again and saves anew) and they were written after it was saved:
+    then their nodes are this project's, and writing them again cost 0.5-0.7 s of every run. Their invocation id
+    and time stay those of the parse that wrote them. dbt plugins' own artifacts are not written (none is
+    installed)."""
     from dbt.parser.manifest import write_manifest as write_dbt_manifest
 
     written = [target_path / "manifest.json", target_path / "semantic_manifest.json"]
@@ -204,7 +207,10 @@ def write_manifest(manifest: object, target_path: Path, *, unchanged: bool) -> N
     if unchanged and saved_parse.exists() and all(
             path.exists() and path.stat().st_mtime >= saved_parse.stat().st_mtime for path in written):
         return
-    write_dbt_manifest(manifest, str(target_path))
+    try:
+        write_dbt_manifest(manifest, str(target_path))
+    except OSError as exc:
+        raise InsidersError(f"cannot write dbt's manifest in {target_path}: {exc.strerror or exc}") from exc
 
 
 def invoke_dbt(paths: Paths, target: DbtTarget, args: list[str]) -> object:
@@ -229,7 +235,7 @@ def invoke_dbt(paths: Paths, target: DbtTarget, args: list[str]) -> object:
                 headline, _ = failure_summary(None, parsed.exception)
                 raise InsidersError(f"dbt could not parse the project: {headline} (dbt's log: {log_file})")
             _manifests[key] = parsed.result
-            write_manifest(parsed.result, Path(env["DBT_TARGET_PATH"]), unchanged=events.project_unchanged)
+            write_manifest(parsed.result, dbt_target_path(paths), unchanged=events.project_unchanged)
         log.debug("dbt %s", " ".join(args))
         # the parse above wrote manifest.json if it had changed; a build would write it again at its end (0.5-0.7 s
         # for this project), so a build writes no JSON and its run_results.json is written here

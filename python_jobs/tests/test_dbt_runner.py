@@ -8,6 +8,7 @@ import dbt.parser.manifest
 import pytest
 
 from insiders.dbt_runner import write_manifest
+from insiders.errors import InsidersError
 
 
 @pytest.fixture
@@ -51,3 +52,12 @@ def test_a_missing_manifest_is_written(tmp_path, written):
     (tmp_path / "semantic_manifest.json").unlink()
     write_manifest(object(), tmp_path, unchanged=True)
     assert written == [str(tmp_path)]
+
+
+def test_a_manifest_that_cannot_be_written_is_a_clear_error(tmp_path, monkeypatch):
+    def refuse(manifest, path):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(dbt.parser.manifest, "write_manifest", refuse)
+    with pytest.raises(InsidersError, match=r"cannot write dbt's manifest in .*: Permission denied"):
+        write_manifest(object(), tmp_path, unchanged=False)
