@@ -1030,28 +1030,27 @@ def _user_errors(path: Path, conn: psycopg.Connection) -> Iterator[None]:
         raise InsidersError(f"{path.name}: cannot read the file ({_one_line(exc)})") from exc
 
 
-@contextlib.contextmanager
-def statistics_target(conn: psycopg.Connection, target: int) -> Iterator[None]:
-    """`default_statistics_target` at `target` for the statements inside, and as it was after them: set for the
-    transaction only, it would otherwise hold until a caller's own transaction ends. If they fail, the transaction's
-    rollback undoes it."""
-    own = conn.execute("select current_setting('default_statistics_target')").fetchone()[0]
-    conn.execute("select set_config('default_statistics_target', %s, true)", (str(target),))
-    yield
-    conn.execute("select set_config('default_statistics_target', %s, true)", (own,))
-
-
-def batch_statistics_target(conn: psycopg.Connection, loaded: int) -> int:
+def batch_statistics_target(table_lines: int, loaded: int, own_target: int) -> int:
     """The statistics target whose sample holds BATCH_LINES_IN_SAMPLE of a batch of `loaded` lines on average, at
     least MIN_STATISTICS_TARGET and at most the session's own target, which a table never analyzed (its size
-    unknown) gets whole."""
-    lines, own = conn.execute(
-        "select reltuples::bigint, current_setting('default_statistics_target')::int"
+    unknown, `table_lines` < 0) gets whole."""
+    if table_lines < 0:
+        return own_target
+    needed = math.ceil(BATCH_LINES_IN_SAMPLE * (table_lines + loaded) / (SAMPLE_LINES_PER_TARGET * loaded))
+    return min(own_target, max(MIN_STATISTICS_TARGET, needed))
+
+
+def _analyze_new_batch(conn: psycopg.Connection, loaded: int) -> None:
+    """Put a small batch of `loaded` lines in the statistics of batch_id, from a sample sized to it. The target is
+    set back afterwards: set for the transaction only, it would otherwise hold until a caller's own transaction
+    ends (if the analyze fails, the transaction's rollback undoes it)."""
+    table_lines, own_target = conn.execute(
+        "select reltuples::bigint, current_setting('default_statistics_target')"
         " from pg_class where oid = 'invoice_lines'::regclass").fetchone()
-    if lines < 0:
-        return own
-    needed = math.ceil(BATCH_LINES_IN_SAMPLE * (lines + loaded) / (SAMPLE_LINES_PER_TARGET * loaded))
-    return min(own, max(MIN_STATISTICS_TARGET, needed))
+    target = batch_statistics_target(table_lines, loaded, int(own_target))
+    conn.execute("select set_config('default_statistics_target', %s, true)", (str(target),))
+    conn.execute("analyze invoice_lines (batch_id)")
+    conn.execute("select set_config('default_statistics_target', %s, true)", (own_target,))
 
 
 def _drop_held_lines(cur: psycopg.Cursor, lines: _LinesWriter, held_before: bool) -> tuple[int, bool]:
@@ -1161,8 +1160,7 @@ def _load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None, repla
             # reads a new batch by its id, and sampling that column alone is the cheap part of an analyze. The
             # sample need only be large enough to hold some of the batch's lines: the default one (30,000 lines,
             # read from as many pages) took 1.2-1.4 s a day at 10 million lines
-            with statistics_target(conn, batch_statistics_target(conn, loaded)):
-                conn.execute("analyze invoice_lines (batch_id)")
+            _analyze_new_batch(conn, loaded)
     result = LoadResult(path, batch_id, staged + rejected, loaded, rejected, lines_duplicate=duplicate,
                         seconds=time.perf_counter() - started, date_format=source.date_format,
                         rejected_examples=examples)

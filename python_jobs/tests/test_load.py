@@ -473,10 +473,8 @@ def test_a_small_loads_analyze_leaves_the_statistics_target_as_it_was(tmp_path, 
     assert conn.execute("select current_setting('default_statistics_target')").fetchone()[0] == "123"
 
 
-def test_a_table_never_analyzed_is_sampled_at_the_full_target(conn):
-    load_module.ensure_raw_schema(conn)
-    conn.execute("set default_statistics_target = 123")
-    assert load_module.batch_statistics_target(conn, loaded=1_000) == 123
+def test_a_table_never_analyzed_is_sampled_at_the_full_target():
+    assert load_module.batch_statistics_target(table_lines=-1, loaded=1_000, own_target=123) == 123
 
 
 def test_replacing_a_file_leaves_only_its_new_lines_and_rejects(tmp_path, conn):
