@@ -96,12 +96,15 @@
 {%- endmacro %}
 
 {#-
-    For fct_customer_segments' incremental builds: the as-of dates whose latest run (stg_ml__model_runs) is not the
-    run the model holds for them, as 'YYYY-MM-DD' strings; none (every date) when the model is built whole. A run
-    replaces its date's labels, so all of a date's rows carry one run: one row per date is read, through the index.
+    For the incremental builds of the models kept by as-of date from the labels (fct_customer_segments and
+    fct_segment_summary, which carry each date's run_id): the as-of dates whose latest run (stg_ml__model_runs) is
+    not the run the model holds for them, as 'YYYY-MM-DD' strings; none (every date) when the model is built whole
+    or holds no run_id yet (built by an earlier version).
+    A run replaces its date's labels, so all of a date's rows carry one run: one row per date is read, through the
+    index.
 -#}
 {% macro segment_dates_not_held() -%}
-    {%- if not execute or not is_incremental() -%}
+    {%- if not execute or not is_incremental() or not has_columns(this, ['run_id']) -%}
         {{ return(none) }}
     {%- endif -%}
     {%- set query -%}
@@ -123,4 +126,62 @@
         order by 1
     {%- endset -%}
     {{ return(run_query(query).columns[0].values() | map('string') | list) }}
+{%- endmacro %}
+
+{#-
+    For fct_segment_transitions' incremental builds: the pairs of consecutive labelled as-of dates that the model
+    does not hold with both dates' latest runs, as ['YYYY-MM-DD', 'YYYY-MM-DD'] lists (earlier, later); none (every
+    pair) when the model is built whole or holds no runs yet (built by an earlier version). A new last date adds one pair; a date labelled between two others
+    replaces the pair that spanned it (same earlier date); a date labelled again changes the pairs on each side.
+-#}
+{% macro segment_date_pairs_not_held() -%}
+    {%- if not execute or not is_incremental() or not has_columns(this, ['from_run_id', 'to_run_id']) -%}
+        {{ return(none) }}
+    {%- endif -%}
+    {%- set query -%}
+        with latest_runs as (
+            select
+                as_of_date,
+                max(run_id) as run_id
+            from {{ ref('stg_ml__model_runs') }}
+            group by as_of_date
+        ),
+
+        date_pairs as (
+            select
+                as_of_date as from_as_of_date,
+                run_id as from_run_id,
+                lead(as_of_date) over (order by as_of_date) as to_as_of_date,
+                lead(run_id) over (order by as_of_date) as to_run_id
+            from latest_runs
+        )
+
+        select
+            cast(date_pairs.from_as_of_date as {{ dbt.type_string() }}) as from_as_of_date,
+            cast(date_pairs.to_as_of_date as {{ dbt.type_string() }}) as to_as_of_date
+        from date_pairs
+        where
+            date_pairs.to_as_of_date is not null
+            and not exists (
+                select 1
+                from {{ this }} as held
+                where
+                    held.from_as_of_date = date_pairs.from_as_of_date
+                    and held.to_as_of_date = date_pairs.to_as_of_date
+                    and held.from_run_id = date_pairs.from_run_id
+                    and held.to_run_id = date_pairs.to_run_id
+            )
+        order by 1
+    {%- endset -%}
+    {%- set pairs = [] -%}
+    {%- for row in run_query(query).rows -%}
+        {%- do pairs.append([row[0] | string, row[1] | string]) -%}
+    {%- endfor -%}
+    {{ return(pairs) }}
+{%- endmacro %}
+
+{#- Whether `relation` has every one of `column_names` (lower case). -#}
+{% macro has_columns(relation, column_names) -%}
+    {%- set held = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
+    {{ return(column_names | reject('in', held) | list | length == 0) }}
 {%- endmacro %}

@@ -32,19 +32,20 @@
 {%- endmacro %}
 
 {#-
-    The incremental strategy that replaces the rows of the keys a build computes and keeps every other key: on
-    PostgreSQL delete+insert by unique_key; on Spark's Parquet tables (no Delta: no delete, no merge) insert_overwrite
-    of the partitions a build writes, so the model is partitioned by that key (`partition_by`).
+    The incremental strategy that replaces the rows of the dates a build computes and keeps every other date: on
+    PostgreSQL replace_dates by unique_key, a date column (macro get_incremental_replace_dates_sql); on Spark's
+    Parquet tables (no Delta: no delete, no merge) insert_overwrite of the partitions a build writes, so the model
+    is partitioned by that column (`partition_by`).
 -#}
-{% macro replace_by_key_strategy() -%}
-    {{ return(adapter.dispatch('replace_by_key_strategy')()) }}
+{% macro replace_dates_strategy() -%}
+    {{ return(adapter.dispatch('replace_dates_strategy')()) }}
 {%- endmacro %}
 
-{% macro default__replace_by_key_strategy() -%}
-    {{ return('delete+insert') }}
+{% macro default__replace_dates_strategy() -%}
+    {{ return('replace_dates') }}
 {%- endmacro %}
 
-{% macro spark__replace_by_key_strategy() -%}
+{% macro spark__replace_dates_strategy() -%}
     {{ return('insert_overwrite') }}
 {%- endmacro %}
 

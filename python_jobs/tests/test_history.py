@@ -1,6 +1,6 @@
 """History is kept: a plain `dbt build --full-refresh` leaves the feature and segment history as it was (the segment
-mart, built date by date, holds what a rebuild from the labels gives), and the membership history covers every
-labelled date whatever order the dates were labelled in."""
+mart, the summary and the transitions, built by date, hold what a rebuild from the labels gives), and the
+membership history covers every labelled date whatever order the dates were labelled in."""
 
 from __future__ import annotations
 
@@ -18,7 +18,12 @@ HISTORY = """
         (select count(*) from marts.fct_customer_segments),
         (select count(*) from marts.fct_segment_memberships),
         (select md5(string_agg(labels::text, '|' order by customer_id, as_of_date))
-         from marts.fct_customer_segments as labels)
+         from marts.fct_customer_segments as labels),
+        (select md5(string_agg(summary::text, '|' order by as_of_date, segment_id))
+         from marts.fct_segment_summary as summary),
+        (select md5(string_agg(moves::text, '|' order by from_as_of_date, from_segment_id, to_segment_id,
+                                                 from_is_insider, to_is_insider))
+         from marts.fct_segment_transitions as moves)
 """
 # dates whose rows in the segment mart are not all from the date's latest run (the mart is built date by date)
 NOT_FROM_LATEST_RUN = """
@@ -48,18 +53,22 @@ def _read(target, query: str) -> tuple:
 
 def test_history_survives_full_refresh_and_memberships_cover_every_date(new_database, demo_template, test_paths):
     target = new_database(template=demo_template)
-    latest, earlier = LABELLED_DATES[-1], LABELLED_DATES[:-1]
-    # the README's order: the latest date first (what `insiders run` labels), then a backfill of earlier dates
+    first, middle, latest = LABELLED_DATES
+    # the README's order: the latest date first (what `insiders run` labels), then a backfill of earlier dates, here
+    # in two steps so that the marts kept by date and by pair of dates take in a date before every other, then one
+    # between two others (the pair that spanned it is replaced) with the latest labelled again
     backfill(test_paths, target, [latest], program=QUICK_PROGRAM)
-    backfill(test_paths, target, [*earlier, latest], program=QUICK_PROGRAM)
+    backfill(test_paths, target, [first], program=QUICK_PROGRAM)
+    backfill(test_paths, target, [middle, latest], program=QUICK_PROGRAM)
     before = _read(target, HISTORY)
     assert before[0] >= len(LABELLED_DATES) and before[2] > 0
     assert _read(target, UNCOVERED_LABELS) == (0,)
-    # the second backfill labelled the latest date again: its rows were replaced, the earlier dates' added
+    # the last backfill labelled the latest date again: its rows were replaced, the earlier dates' added
     assert _read(target, NOT_FROM_LATEST_RUN) == (0,)
     labelled_dates = _read(target, "select count(distinct as_of_date) from marts.fct_customer_segments")[0]
     assert labelled_dates == len(LABELLED_DATES)
 
+    # the summary and the transitions, built by date and by pair, are what a rebuild from the labels gives
     assert run_dbt(test_paths, target, ["build", "--full-refresh"], check=False, quiet=True) == 0
     assert _read(target, HISTORY) == before
     assert _read(target, UNCOVERED_LABELS) == (0,)

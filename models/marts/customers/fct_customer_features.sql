@@ -2,7 +2,7 @@
     config(
         materialized='incremental',
         unique_key='as_of_date',
-        incremental_strategy=replace_by_key_strategy(),
+        incremental_strategy=replace_dates_strategy(),
         partition_by=['as_of_date'],
         on_schema_change='fail',
         contract={'enforced': true},

@@ -2,7 +2,7 @@
     config(
         materialized=materialization_by_load(),
         unique_key='as_of_date',
-        incremental_strategy='delete+insert',
+        incremental_strategy='replace_dates',
         on_schema_change='fail',
         contract={'enforced': true},
         indexes=[{'columns': ['as_of_date', 'customer_id'], 'unique': true}, {'columns': ['customer_id']}],

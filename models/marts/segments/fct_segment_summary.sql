@@ -1,14 +1,34 @@
-{{ config(contract={'enforced': true}) }}
+{{
+    config(
+        materialized=materialization_by_load(),
+        unique_key='as_of_date',
+        incremental_strategy='replace_dates',
+        on_schema_change='append_new_columns',
+        contract={'enforced': true},
+        indexes=[{'columns': ['as_of_date', 'segment_id'], 'unique': true}],
+    )
+}}
 
 {#-
     One row per as-of date and segment, plus one row for the Insiders program (segment_id -1, is_insider true),
     which need not be one segment: sizes, revenue and shares, expected revenue, means and medians. Shares are of
     the whole base, so the segment rows add up to 1 and the Insiders row stands beside them.
+
+    Built by as-of date on PostgreSQL, like fct_customer_segments: a build summarises the dates whose latest run
+    is not the one summarised (macro segment_dates_not_held), every date on a first build. Rebuilt whole, a daily
+    run's build grew with every date ever labelled. A table summarised before run_id was kept gains the column,
+    empty, so that its every date is summarised again once.
 -#}
+-- depends_on: {{ ref('stg_ml__model_runs') }}
+{%- set dates_to_build = segment_dates_not_held() %}
 
 with customer_segments as (
 
-    select * from {{ ref('fct_customer_segments') }}
+    select labelled.*
+    from {{ ref('fct_customer_segments') }} as labelled
+    {%- if dates_to_build is not none %}
+    where {{ in_dates('labelled.as_of_date', dates_to_build) }}
+    {%- endif %}
 
 ),
 
@@ -38,6 +58,8 @@ per_segment as (
         summary_id as segment_id,
         min(summary_name) as segment_name,
         bool_or(is_program_row) as is_insider,
+        -- one run labels a date: the run its rows carry
+        min(run_id) as run_id,
         count(*) as n_customers,
         count(*) filter (where is_insider) as n_insiders,
         sum(expected_revenue_90d) as expected_revenue_90d,
@@ -116,5 +138,6 @@ select
     cast(median_invoices as numeric(10, 2)) as median_invoices,
     cast(mean_items as numeric(14, 2)) as mean_items,
     cast(mean_distinct_products as numeric(10, 2)) as mean_distinct_products,
-    cast(mean_basket_size as numeric(14, 4)) as mean_basket_size
+    cast(mean_basket_size as numeric(14, 4)) as mean_basket_size,
+    cast(run_id as {{ type_text() }}) as run_id
 from with_shares
