@@ -18,8 +18,8 @@ from datetime import date
 from .dbt_runner import invoke_dbt
 from .engines import SparkTarget
 from .errors import InsidersError
-from .program.choice import required_dates
 from .program.config import ProgramConfig
+from .program.cutoffs import required_dates
 from .settings import Paths, schema_name
 from .spark_warehouse import SparkWarehouse, dbt_session
 

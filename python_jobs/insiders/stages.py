@@ -19,8 +19,8 @@ from . import db
 from .dbt_runner import invoke_dbt
 from .errors import InsidersError
 from .load import ensure_raw_schema, load_file
-from .program.choice import required_dates
 from .program.config import ProgramConfig
+from .program.cutoffs import required_dates
 from .settings import Paths, Target
 
 log = logging.getLogger("insiders")

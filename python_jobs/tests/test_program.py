@@ -9,14 +9,9 @@ import pandas as pd
 import pytest
 
 from insiders.program import hypotheses, rankings
-from insiders.program.choice import (
-    decide,
-    inner_cutoffs,
-    month_end_on_or_before,
-    required_dates,
-    training_cutoff,
-)
+from insiders.program.choice import decide
 from insiders.program.config import ProgramConfig
+from insiders.program.cutoffs import inner_cutoffs, month_end_on_or_before, required_dates, training_cutoff
 from insiders.program.evaluate import INTERVAL, measure_groups
 from insiders.program.hypotheses import measure_hypotheses
 

@@ -27,9 +27,9 @@ from ..program.choice import (
     keep_calibration,
     recent_window,
     scored_candidates,
-    training_cutoff,
 )
 from ..program.config import ProgramConfig
+from ..program.cutoffs import training_cutoff
 from ..program.hypotheses import measure_hypotheses
 from ..progress import StageTimer
 from ..settings import Paths

@@ -25,6 +25,7 @@ from ..forecast.job import Forecast, forecast_customers, horizons_with
 from ..warehouse import InnerBacktestRow, Warehouse
 from . import rankings
 from .config import SIMPLE_RULES, ProgramConfig
+from .cutoffs import inner_cutoffs, training_cutoff
 from .evaluate import revenue_shares
 from .outcomes import aligned
 
@@ -52,28 +53,6 @@ class ProgramChoice:
                               "future_revenue_share": None if pd.isna(row["future_revenue_share"])
                               else row["future_revenue_share"]}
                              for row in self.evidence.to_dict("records")]}
-
-
-def month_end_on_or_before(day: date) -> date:
-    next_month_first = (day.replace(day=1) + timedelta(days=32)).replace(day=1)
-    last = next_month_first - timedelta(days=1)
-    return last if last <= day else day.replace(day=1) - timedelta(days=1)
-
-
-def inner_cutoffs(as_of: date, data_start: date, config: ProgramConfig) -> list[date]:
-    """The latest month-end whose horizon ends by the as-of date, and the month-ends before it."""
-    cutoffs = [month_end_on_or_before(as_of - timedelta(days=config.horizon_days))]
-    while len(cutoffs) < config.inner_cutoffs:
-        cutoffs.append(month_end_on_or_before(cutoffs[-1].replace(day=1) - timedelta(days=1)))
-    return sorted(c for c in cutoffs if (c - data_start).days >= config.min_history_days)
-
-
-def training_cutoff(day: date, data_start: date, config: ProgramConfig) -> date | None:
-    """Where the window the trained model learns from and the forecast is calibrated on starts, for scoring at
-    `day`: the latest month-end whose horizon ends by `day` (shared by every date of a month), if there is enough
-    history before it."""
-    start = month_end_on_or_before(day - timedelta(days=config.horizon_days))
-    return start if (start - data_start).days >= config.min_history_days else None
 
 
 @dataclass
@@ -106,13 +85,6 @@ def keep_calibration(warehouse: Warehouse, window_start: date, horizon_days: int
     """Keep a window's calibration (in the caller's transaction) once its horizon is all loaded."""
     if horizon_all_loaded(warehouse, window_start, horizon_days):
         warehouse.keep_calibration(window_start, horizon_days, factor)
-
-
-def required_dates(as_of: date, data_start: date, config: ProgramConfig) -> list[date]:
-    """Every as-of date of the feature mart that the run at `as_of` reads."""
-    days = {as_of, *inner_cutoffs(as_of, data_start, config)}
-    days |= {start for day in list(days) if (start := training_cutoff(day, data_start, config))}
-    return sorted(days)
 
 
 def scored_candidates(config: ProgramConfig) -> set[str]:
