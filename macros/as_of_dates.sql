@@ -131,8 +131,9 @@
 {#-
     For fct_segment_transitions' incremental builds: the pairs of consecutive labelled as-of dates that the model
     does not hold with both dates' latest runs, as ['YYYY-MM-DD', 'YYYY-MM-DD'] lists (earlier, later); none (every
-    pair) when the model is built whole or holds no runs yet (built by an earlier version). A new last date adds one pair; a date labelled between two others
-    replaces the pair that spanned it (same earlier date); a date labelled again changes the pairs on each side.
+    pair) when the model is built whole or holds no runs yet (built by an earlier version). A new last date adds
+    one pair; a date labelled between two others replaces the pair that spanned it (same earlier date); a date
+    labelled again changes the pairs on each side.
 -#}
 {% macro segment_date_pairs_not_held() -%}
     {%- if not execute or not is_incremental() or not has_columns(this, ['from_run_id', 'to_run_id']) -%}

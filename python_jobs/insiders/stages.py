@@ -178,10 +178,28 @@ def quality_warnings(conn: psycopg.Connection) -> list[str]:
         "select message from rpt_data_quality_checks where is_failing order by check_name, checked_subject")]
 
 
+# built whole by earlier versions, now by as-of date or pair of dates, with the column of the runs they hold
+SEGMENT_MARTS_BY_DATE = {"fct_segment_summary": "run_id", "fct_segment_transitions": "from_run_id"}
+
+
+def retire_whole_segment_marts(conn: psycopg.Connection) -> None:
+    """Drop, once, the segment marts an earlier version built whole, so that the next build creates them with their
+    indexes: dbt's incremental build of such a table would build every date again (macro has_columns) but index
+    it only when it creates it. The views over them go too, and the same build creates them again."""
+    for table, run_column in SEGMENT_MARTS_BY_DATE.items():
+        exists, holds_runs = conn.execute(
+            "select to_regclass(%s) is not null, exists (select 1 from pg_attribute where attrelid = to_regclass(%s)"
+            " and attname = %s and not attisdropped)", (table, table, run_column)).fetchone()
+        if exists and not holds_runs:
+            log.info("%s was built whole by an earlier version: dropped, built again by as-of date", table)
+            conn.execute(f"drop table {table} cascade")
+
+
 def build_marts(paths: Paths, target: Target, as_of: date | None = None) -> None:
     """dbt: the segment marts and reports over the ml tables (as of `as_of`, else the latest date labelled)."""
     with db.connect(target) as conn:  # the membership snapshot of earlier versions, replaced by a model
         conn.execute("drop table if exists snp_customer_segments")
+        retire_whole_segment_marts(conn)
         conn.commit()
     with requested_dates(target, "current_as_of", [as_of] if as_of else []):
         invoke_dbt(paths, target, ["build", "--select", "source:ml+", *WITHOUT_UNIT_TESTS])

@@ -4,12 +4,17 @@ membership history covers every labelled date whatever order the dates were labe
 
 from __future__ import annotations
 
+from datetime import date
+
 import psycopg
 
 from insiders.backfill import backfill
 from insiders.dbt_runner import run_dbt
+from insiders.stages import build_marts
 
 from .support import LABELLED_DATES, QUICK_PROGRAM
+
+BETWEEN_MIDDLE_AND_LATEST = date(2011, 11, 30)
 
 HISTORY = """
     select
@@ -54,21 +59,35 @@ def _read(target, query: str) -> tuple:
 def test_history_survives_full_refresh_and_memberships_cover_every_date(new_database, demo_template, test_paths):
     target = new_database(template=demo_template)
     first, middle, latest = LABELLED_DATES
-    # the README's order: the latest date first (what `insiders run` labels), then a backfill of earlier dates, here
-    # in two steps so that the marts kept by date and by pair of dates take in a date before every other, then one
-    # between two others (the pair that spanned it is replaced) with the latest labelled again
-    backfill(test_paths, target, [latest], program=QUICK_PROGRAM)
+    # dates labelled in an order that makes the marts kept by date and by pair of dates take in each case: a date
+    # before every other, a new last date (a day's run), then a date between two others (the pair that spanned it
+    # is replaced) with the latest labelled again
+    backfill(test_paths, target, [middle], program=QUICK_PROGRAM)
     backfill(test_paths, target, [first], program=QUICK_PROGRAM)
-    backfill(test_paths, target, [middle, latest], program=QUICK_PROGRAM)
+    backfill(test_paths, target, [latest], program=QUICK_PROGRAM)
+    backfill(test_paths, target, [BETWEEN_MIDDLE_AND_LATEST, latest], program=QUICK_PROGRAM)
     before = _read(target, HISTORY)
     assert before[0] >= len(LABELLED_DATES) and before[2] > 0
     assert _read(target, UNCOVERED_LABELS) == (0,)
     # the last backfill labelled the latest date again: its rows were replaced, the earlier dates' added
     assert _read(target, NOT_FROM_LATEST_RUN) == (0,)
     labelled_dates = _read(target, "select count(distinct as_of_date) from marts.fct_customer_segments")[0]
-    assert labelled_dates == len(LABELLED_DATES)
+    assert labelled_dates == len(LABELLED_DATES) + 1
 
     # the summary and the transitions, built by date and by pair, are what a rebuild from the labels gives
     assert run_dbt(test_paths, target, ["build", "--full-refresh"], check=False, quiet=True) == 0
     assert _read(target, HISTORY) == before
     assert _read(target, UNCOVERED_LABELS) == (0,)
+
+    # as an earlier version left them (built whole: no run columns, no index), built again by date, with an index
+    with psycopg.connect(target.url, autocommit=True) as conn:
+        for table, run_columns in [("fct_segment_summary", "run_id"),
+                                   ("fct_segment_transitions", "from_run_id cascade, drop column to_run_id")]:
+            for (index,) in conn.execute("select indexname from pg_indexes where schemaname = 'marts'"
+                                         " and tablename = %s", (table,)).fetchall():
+                conn.execute(f'drop index marts."{index}"')
+            conn.execute(f"alter table marts.{table} drop column {run_columns} cascade")
+    build_marts(test_paths, target)
+    assert _read(target, HISTORY) == before
+    assert _read(target, "select count(*) from pg_indexes where schemaname = 'marts'"
+                         " and tablename in ('fct_segment_summary', 'fct_segment_transitions')") == (2,)

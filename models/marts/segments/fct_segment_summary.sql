@@ -16,8 +16,9 @@
 
     Built by as-of date on PostgreSQL, like fct_customer_segments: a build summarises the dates whose latest run
     is not the one summarised (macro segment_dates_not_held), every date on a first build. Rebuilt whole, a daily
-    run's build grew with every date ever labelled. A table summarised before run_id was kept gains the column,
-    empty, so that its every date is summarised again once.
+    run's build grew with every date ever labelled. A table built before run_id was kept (no such column) is
+    built whole once, and gains the column (on_schema_change); `insiders` drops such a table first, so that it is
+    created with its index (stages.retire_whole_segment_marts).
 -#}
 -- depends_on: {{ ref('stg_ml__model_runs') }}
 {%- set dates_to_build = segment_dates_not_held() %}

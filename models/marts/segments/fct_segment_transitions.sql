@@ -22,7 +22,8 @@
     Built by pair of dates on PostgreSQL: a build writes the pairs it does not hold with both dates' latest runs
     (macro segment_date_pairs_not_held; a pair's rows carry its two runs), every pair on a first build, and
     replaces the rows of the same earlier date. Rebuilt whole, a daily run's build grew with every date labelled.
-    A table built before the runs were kept gains the two columns, empty, so that every pair is built again once.
+    A table built before the runs were kept (no such columns) is built whole once, and gains the columns;
+    `insiders` drops such a table first, so that it is created with its index (stages.retire_whole_segment_marts).
 -#}
 -- depends_on: {{ ref('stg_ml__model_runs') }}
 {%- set pairs_to_build = segment_date_pairs_not_held() %}
