@@ -109,11 +109,7 @@
     {%- endif -%}
     {%- set query -%}
         with latest_runs as (
-            select
-                as_of_date,
-                max(run_id) as run_id
-            from {{ ref('stg_ml__model_runs') }}
-            group by as_of_date
+            {{ latest_run_of_each_date() }}
         )
         select cast(latest_runs.as_of_date as {{ dbt.type_string() }}) as as_of_date
         from latest_runs
@@ -141,11 +137,7 @@
     {%- endif -%}
     {%- set query -%}
         with latest_runs as (
-            select
-                as_of_date,
-                max(run_id) as run_id
-            from {{ ref('stg_ml__model_runs') }}
-            group by as_of_date
+            {{ latest_run_of_each_date() }}
         ),
 
         date_pairs as (
@@ -179,6 +171,16 @@
         {%- do pairs.append([row[0] | string, row[1] | string]) -%}
     {%- endfor -%}
     {{ return(pairs) }}
+{%- endmacro %}
+
+{#- Each labelled as-of date and its latest run (ml.model_runs), which holds the date's labels: a run replaces its
+    date's labels. -#}
+{% macro latest_run_of_each_date() -%}
+    select
+        as_of_date,
+        max(run_id) as run_id
+    from {{ ref('stg_ml__model_runs') }}
+    group by as_of_date
 {%- endmacro %}
 
 {#- Whether `relation` has every one of `column_names` (lower case). -#}
