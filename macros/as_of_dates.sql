@@ -183,7 +183,7 @@
     group by as_of_date
 {%- endmacro %}
 
-{#- Whether `relation` has every one of `column_names` (lower case). -#}
+{#- Whether `relation` has every one of `column_names`, given in lower case: PostgreSQL folds unquoted names. -#}
 {% macro has_columns(relation, column_names) -%}
     {%- set held = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
     {{ return(column_names | reject('in', held) | list | length == 0) }}

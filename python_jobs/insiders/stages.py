@@ -191,7 +191,7 @@ def retire_whole_segment_marts(conn: psycopg.Connection) -> None:
             "select to_regclass(%s) is not null, exists (select 1 from pg_attribute where attrelid = to_regclass(%s)"
             " and attname = %s and not attisdropped)", (table, table, run_column)).fetchone()
         if exists and not holds_runs:
-            log.info("%s was built whole by an earlier version: dropped, built again by as-of date", table)
+            log.info("%s was built whole by an earlier version: dropped, built again by date", table)
             conn.execute(f"drop table {table} cascade")
 
 

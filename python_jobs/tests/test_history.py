@@ -89,5 +89,6 @@ def test_history_survives_full_refresh_and_memberships_cover_every_date(new_data
             conn.execute(f"alter table marts.{table} drop column {run_columns} cascade")
     build_marts(test_paths, target)
     assert _read(target, HISTORY) == before
+    assert _read(target, "select to_regclass('marts.latest_segment_summary') is not null") == (True,)
     assert _read(target, "select count(*) from pg_indexes where schemaname = 'marts'"
                          " and tablename in ('fct_segment_summary', 'fct_segment_transitions')") == (2,)

@@ -39,7 +39,8 @@ select
     segment_summary.median_invoices,
     segment_summary.mean_items,
     segment_summary.mean_distinct_products,
-    segment_summary.mean_basket_size
+    segment_summary.mean_basket_size,
+    segment_summary.run_id
 from segment_summary
 inner join current_as_of
     on segment_summary.as_of_date = current_as_of.as_of_date

@@ -1,6 +1,6 @@
 """The dates a run reads: the month-end cutoffs of the Insider choice's inner backtests and of the recent window
-that trains the model and calibrates the forecast. Pure date arithmetic, apart from the choice itself, so that
-the stages can ask which feature dates to build without importing the modelling libraries."""
+that trains the model and calibrates the forecast. Pure date arithmetic, kept apart from program.choice so that
+the stages can ask which feature dates to build without importing scikit-learn, SciPy and the forecast."""
 
 from __future__ import annotations
 
