@@ -14,9 +14,10 @@ from insiders.backfill import backfill, month_ends
 
 from .support import QUICK_PROGRAM
 
-# what differs between two runs that did the same work: who ran it, when, and how long it took
-RUN_COLUMNS = {"run_id", "model_run_id", "created_at", "measured_at", "loaded_at", "batch_loaded_at",
-               "seconds", "fit_seconds", "stage_seconds", "lines_loaded_through"}
+# what differs between two runs that did the same work: who ran it, when, and how long it took (the transitions
+# keep the runs of both their dates)
+RUN_COLUMNS = {"run_id", "from_run_id", "to_run_id", "model_run_id", "created_at", "measured_at", "loaded_at",
+               "batch_loaded_at", "seconds", "fit_seconds", "stage_seconds", "lines_loaded_through"}
 SCHEMA_ROLES = ("raw", "intermediate", "marts", "ml")
 # the run registry logs every run, one row each, so a backfill run again adds a row per date: it is checked apart
 RUN_LOG = "ml.model_runs"
