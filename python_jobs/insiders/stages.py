@@ -76,6 +76,13 @@ def lines_loaded_since_last_build(conn: psycopg.Connection) -> bool:
                for batch in batches)
 
 
+def table_and_column(conn: psycopg.Connection, table: str, column: str) -> tuple[bool, bool]:
+    """Whether `table` exists, and whether it has `column`: how a table an earlier version built is told apart."""
+    return conn.execute(
+        "select to_regclass(%s) is not null, exists (select 1 from pg_attribute where attrelid = to_regclass(%s)"
+        " and attname = %s and not attisdropped)", (table, table, column)).fetchone()
+
+
 # built whole by earlier versions, now by invoice date with a stamp column on every row
 DATED_LINE_TABLES = ("fct_customer_daily_sales", "int_customer_invoices")
 
@@ -92,9 +99,7 @@ def retire_whole_line_tables(conn: psycopg.Connection) -> bool:
         log.info("the line checks were built before the load log: dropped, built again with it")
         conn.execute("drop table int_invoice_lines__rule_checks cascade")
     for table in DATED_LINE_TABLES:
-        exists, stamped = conn.execute(
-            "select to_regclass(%s) is not null, exists (select 1 from pg_attribute where attrelid = to_regclass(%s)"
-            " and attname = 'lines_loaded_through' and not attisdropped)", (table, table)).fetchone()
+        exists, stamped = table_and_column(conn, table, "lines_loaded_through")
         if exists and not stamped:
             log.info("%s was built whole by an earlier version: dropped, built again by invoice date", table)
             conn.execute(f"drop table {table}")
@@ -187,9 +192,7 @@ def retire_whole_segment_marts(conn: psycopg.Connection) -> None:
     indexes: dbt's incremental build of such a table would build every date again (macro has_columns) but index
     it only when it creates it. The views over them go too, and the same build creates them again."""
     for table, run_column in SEGMENT_MARTS_BY_DATE.items():
-        exists, holds_runs = conn.execute(
-            "select to_regclass(%s) is not null, exists (select 1 from pg_attribute where attrelid = to_regclass(%s)"
-            " and attname = %s and not attisdropped)", (table, table, run_column)).fetchone()
+        exists, holds_runs = table_and_column(conn, table, run_column)
         if exists and not holds_runs:
             log.info("%s was built whole by an earlier version: dropped, built again by date", table)
             conn.execute(f"drop table {table} cascade")
