@@ -46,6 +46,13 @@ SERVER_SETTINGS = {
     "timezone": "UTC",
     "log_timezone": "UTC",
 }
+# given at every start, so that servers initialised by earlier versions have them too. A local analytics database
+# has no replicas to feed: at wal_level minimal, a table made in a transaction (a dbt model built as a table, the
+# invoice lines' first load) is written once, without going through the WAL as well.
+START_SETTINGS = {
+    "wal_level": "minimal",
+    "max_wal_senders": "0",
+}
 
 
 def _pgserver_utils():
@@ -265,7 +272,8 @@ class EmbeddedServer:
         if self.socket_dir is not None:
             self._hand_over(self.socket_dir)
             sockets = str(self.socket_dir)
-        options = f"-c listen_addresses={HOST} -p {target.port} -c unix_socket_directories='{sockets}'"
+        options = f"-c listen_addresses={HOST} -p {target.port} -c unix_socket_directories='{sockets}'" + "".join(
+            f" -c {key}={value}" for key, value in START_SETTINGS.items())
         started = time.perf_counter()
         self._run("pg_ctl", "-D", str(self.pgdata), "-l", str(self.logfile), "-o", options, "-w", "-t", "60",
                   "start", timeout=90)

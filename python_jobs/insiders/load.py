@@ -11,8 +11,9 @@ deletes the batch's lines already held. Loads take turns on the table (a lock th
 index has to be kept up to date line by line: that index made loading twice as slow.
 
 CSV and Parquet are read with pyarrow in blocks of bounded size (CSV: the streaming reader, every field as text;
-Parquet: a batch at a time), checked and typed column-wise with pyarrow.compute, and streamed into one `COPY` per
-file from a background thread, so that reading the next block overlaps with the server storing the previous one.
+Parquet: a batch at a time), checked and typed column-wise with pyarrow.compute, and streamed into one binary `COPY`
+per file (copy_binary.py) from a background thread, so that reading the next block overlaps with the server storing
+the previous one.
 Memory does not grow with the number of lines: a few blocks are alive at a time, plus the distinct date texts (at
 most one per minute of the file's period). XLSX rows are read with openpyxl and checked the same way.
 
@@ -53,7 +54,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 from psycopg.copy import LibpqWriter
 
-from . import db
+from . import copy_binary, db
 from .errors import InsidersError
 from .occurrence import OccurrenceCounter
 from .progress import track
@@ -117,6 +118,9 @@ RAW_COLUMNS = (
 )
 REJECT_COLUMNS = ("source_sheet", "source_line", "raw_text", "reason")
 INT32_MAX = 2**31 - 1
+# the dates a line may carry: Python's, well within PostgreSQL's (a native Parquet timestamp may lie beyond both)
+FIRST_DATE = pa.scalar(datetime(1, 1, 1), pa.timestamp("s"))
+END_DATE = pa.scalar(253_402_300_800, pa.timestamp("s"))  # 10000-01-01, which datetime cannot hold
 INT64_LIMIT = 2.0**63 - 1024  # the largest float64 below 2**63
 # the finite numbers pandas.to_numeric reads (after stripping), all of which pyarrow's cast to float64 reads too
 NUMBER_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
@@ -128,7 +132,8 @@ LINES_SCHEMA = pa.schema([
     ("country", pa.string()),
 ])
 COPY_LINES = ("copy invoice_lines (batch_id, " + ", ".join(RAW_COLUMNS) + ", line_occurrence)"
-              " from stdin (format csv, encoding 'utf8')")
+              " from stdin (format binary)")
+COPY_FRESH_LINES = COPY_LINES.replace("(format binary)", "(format binary, freeze)")
 NATURAL_KEY = ("invoice_no", "stock_code", "quantity", "unit_price", "invoiced_at", "customer_id")
 
 
@@ -850,6 +855,8 @@ def parse_chunk(chunk: Chunk, date_format: str | None) -> tuple[pa.Table, list[R
         (~_ok(pc.is_finite(unit_price)), "unit_price", "unit price {} is not a number"),
         (bad_customer, "customer_id", "customer id {} is not an integer"),
         (~_ok(pc.is_valid(invoiced_at)), "invoice_date", "invoice date {} " + date_message),
+        (_ok(pc.or_(pc.less(invoiced_at, FIRST_DATE), pc.greater_equal(invoiced_at, END_DATE))), "invoice_date",
+         "invoice date {} is not within the years 1 to 9999"),
     ]
     refused = np.logical_or.reduce([mask for mask, _, _ in refusals])
     good = pa.Table.from_arrays([
@@ -870,27 +877,27 @@ def parse_chunk(chunk: Chunk, date_format: str | None) -> tuple[pa.Table, list[R
 
 # -- writing -----------------------------------------------------------------------------------------------
 
-CSV_WRITE_OPTIONS = pacsv.WriteOptions(include_header=False)
+def _copy_rows(good: pa.Table, batch_id: int) -> pa.Buffer:
+    """The lines as binary COPY rows, in COPY_LINES's column order."""
 
+    def column(name: str) -> pa.Array:
+        return _plain(good.column(name))
 
-def _copy_data(good: pa.Table, batch_id: int) -> pa.Buffer:
-    """The lines as COPY csv: nulls unquoted empty, text always quoted (so an empty sheet name stays empty text),
-    unit prices with the digits Python writes (18.0, not 18 or 1.8e+01: numeric keeps the scale)."""
-    price = _plain(good.column("unit_price"))
-    whole = pc.and_(pc.equal(pc.floor(price), price), pc.less(pc.abs(price), 1e16))  # repr: digits and ".0"
-    digits = pc.if_else(whole, price, 0.0).cast(pa.int64()).cast(pa.string())
-    text = pc.if_else(whole, pc.binary_join_element_wise(digits, ".0", ""), price.cast(pa.string()))
-    out = good.set_column(good.schema.get_field_index("unit_price"), "unit_price", text)
-    out = out.add_column(0, "batch_id", pa.nulls(good.num_rows, pa.int64()).fill_null(batch_id))
-    sink = pa.BufferOutputStream()
-    pacsv.write_csv(out, sink, CSV_WRITE_OPTIONS)
-    return sink.getvalue()
+    return copy_binary.rows([
+        copy_binary.constant_integers(batch_id, good.num_rows, ">i8"), copy_binary.texts(column("source_sheet")),
+        copy_binary.integers(column("source_line"), ">i8"), copy_binary.texts(column("invoice_no")),
+        copy_binary.texts(column("stock_code")), copy_binary.texts(column("description")),
+        copy_binary.integers(column("quantity"), ">i4"), copy_binary.timestamps(column("invoiced_at")),
+        copy_binary.numerics(column("unit_price").to_numpy(zero_copy_only=False)),
+        copy_binary.integers(column("customer_id"), ">i8"), copy_binary.texts(column("country")),
+        copy_binary.integers(column("line_occurrence"), ">i4"),
+    ])
 
 
 class _LinesWriter(LibpqWriter):
     """Writes the lines' COPY from a thread of its own: tables of checked lines are numbered (each line's
     occurrence of its natural key, in the caller's thread: measured faster than in the writer's, which then had
-    the GIL to share with both), queued (at most COPY_QUEUE_DEPTH), turned into COPY csv and sent there, so that
+    the GIL to share with both), queued (at most COPY_QUEUE_DEPTH), turned into binary COPY rows and sent there, so that
     the next block is read and checked while the previous one is written out and stored by the server. It notes
     the period the lines cover and their sheets, for the duplicates' search."""
 
@@ -908,7 +915,7 @@ class _LinesWriter(LibpqWriter):
     def _send(self) -> None:
         try:
             while (table := self._tables.get()) is not None:
-                self.write(memoryview(_copy_data(table, self.batch_id)))
+                self.write(memoryview(_copy_rows(table, self.batch_id)))
         except BaseException as exc:  # handed to the main thread
             self._error = exc
             while self._tables.get() is not None:
@@ -935,6 +942,8 @@ class _LinesWriter(LibpqWriter):
             self._tables.put(None)
             self._thread.join()
             self._thread = None
+        if exc is None and self._error is None:
+            self.write(copy_binary.TRAILER)  # the signature went first, through the Copy (see _load_file)
         # the COPY is ended in any case; with an error, the server drops it
         super().finish(exc or self._error)
         if self._error is not None and exc is None:
@@ -1123,7 +1132,16 @@ def _load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None, repla
         # loads take turns on the lines (the commands' writer lock aside): the duplicates' search below must see
         # every line loaded before it, and no other load may add one until this one commits; readers go on
         conn.execute("lock table invoice_lines in share row exclusive mode")
-        held_before = conn.execute("select exists (select 1 from invoice_lines)").fetchone()[0]
+        held_before, may_truncate = conn.execute(
+            "select exists (select 1 from invoice_lines), has_table_privilege('invoice_lines', 'truncate')"
+        ).fetchone()
+        # The very first lines: the empty table is made anew in this transaction, so that COPY stores them frozen
+        # (their first reader need not then set every row's hint bits, which wrote the whole table a second time)
+        # and, on a server at wal_level minimal (the embedded one), without writing them to the WAL as well. The
+        # truncation locks out readers until the load commits; there is nothing yet for them to read.
+        fresh = not held_before and not existing and may_truncate
+        if fresh:
+            conn.execute("truncate invoice_lines")
         staged = 0
         with (conn.cursor() as cur,
               tempfile.SpooledTemporaryFile(max_size=REJECT_SPOOL_BYTES, mode="w+", encoding="utf-8",
@@ -1131,7 +1149,9 @@ def _load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None, repla
             rejects = _Rejects(batch_id, spool)
             lines = _LinesWriter(cur, batch_id)
             shown = track(f"load {path.name}", _expected_lines(source)) if progress else nullcontext(None)
-            with cur.copy(COPY_LINES, writer=lines), shown as tracker:
+            with cur.copy(COPY_FRESH_LINES if fresh else COPY_LINES, writer=lines) as copy, shown as tracker:
+                # through the Copy, which then knows the data carries its own signature; the writer sends the rest
+                copy.write(copy_binary.SIGNATURE)
                 for chunk in _reader(source, sheet):
                     good, bad = parse_chunk(chunk, source.date_format)
                     if good.num_rows:

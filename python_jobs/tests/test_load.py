@@ -434,6 +434,47 @@ def test_parquet_native_timestamps_nulls_and_refused_rows(tmp_path, conn, monkey
     }
 
 
+def test_dates_python_cannot_hold_are_refused_not_wrapped(tmp_path, conn):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    seconds = [1291191960, 600_000_000_000, -70_000_000_000]  # 2010, the year 20983, the year 249 BC
+    table = pa.table({
+        "InvoiceNo": ["536365", "536366", "536367"], "StockCode": ["85123A"] * 3, "Description": ["HEART"] * 3,
+        "Quantity": pa.array([6, 6, 6], pa.int32()), "InvoiceDate": pa.array(seconds, pa.timestamp("s")),
+        "UnitPrice": [2.55] * 3, "CustomerID": pa.array([17850] * 3, pa.int64()), "Country": ["France"] * 3,
+    })
+    pq.write_table(table, tmp_path / "far.parquet")
+    result = load_file(conn, tmp_path / "far.parquet")
+    assert (result.lines_loaded, result.lines_rejected) == (1, 2)
+    assert conn.execute("select invoiced_at::text from raw.invoice_lines").fetchall() == [("2010-12-01 08:26:00",)]
+    reasons = {line: reason for line, (_, reason) in refused_lines(conn).items()}
+    assert set(reasons) == {2, 3}
+    assert all(reason.endswith("is not within the years 1 to 9999") for reason in reasons.values())
+
+
+def test_prices_keep_the_digits_of_their_shortest_text(tmp_path, conn):
+    """Binary COPY encodes numerics itself: each price must store what numeric_in makes of its shortest repr
+    (the text the loader sent before), on both sides of the encoder's limits (10^10, 8 decimals, 2^53)."""
+    import numpy as np
+
+    generator = np.random.default_rng(7)
+    magnitudes = 10.0 ** generator.integers(-9, 22, 400)
+    decimals = generator.integers(0, 12, 400)
+    prices = [float(np.round(m * generator.random(), d)) * (-1) ** i
+              for i, (m, d) in enumerate(zip(magnitudes, decimals, strict=True))]
+    prices += [0.0, -0.0, 18.0, 2.5, 0.1, 0.00001, 1e-5 + 1e-12, 9999999999.99999999, 1e10, 12345678.12345678,
+               9007199254740993.0, 1e15, 1e16, 1e21, 5e-324, 1.7976931348623157e308, 0.30000000000000004]
+    rows = [[f"N{i}", "85123A", "HEART", 1, "12/1/2010 8:26", repr(price), 17850, "France"]
+            for i, price in enumerate(prices)]
+    result = load_file(conn, write_csv(tmp_path / "prices.csv", UCI_HEADER, rows))
+    assert result.lines_loaded == len(prices)
+    stored = conn.execute("select unit_price::text from raw.invoice_lines order by source_line").fetchall()
+    expected = conn.execute("select price::numeric::text from unnest(%s::text[]) with ordinality as p(price, i)"
+                            " order by i", ([repr(price) for price in prices],)).fetchall()
+    assert stored == expected
+
+
 def test_xlsx_refused_lines_have_reasons(tmp_path, conn):
     path = tmp_path / "refused.xlsx"
     rows = [ROWS[0], ["536390", "22111", "BOTTLE", "abc", "12/16/2010 9:00", 4.95, 17850, "United Kingdom"]]
@@ -511,7 +552,7 @@ def test_a_failure_while_copying_loads_nothing(tmp_path, conn, monkeypatch):
     def broken(table, batch_id):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(load_module, "_copy_data", broken)
+    monkeypatch.setattr(load_module, "_copy_rows", broken)
     with pytest.raises(RuntimeError, match="disk full"):
         load_file(conn, path)
     conn.rollback()
