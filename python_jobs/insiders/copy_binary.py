@@ -121,7 +121,8 @@ def _shortest_decimals(prices: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 def numerics(prices: np.ndarray) -> pa.Array:
     """numeric fields of finite float64 prices, each with the digits of its shortest repr (18.0 for 18, 2.5 for
     2.50, 0.00001 for 1e-05): what numeric_in makes of that text, scale included. Most prices are encoded at once;
-    a price of 10^10 or more or with more than 8 decimals goes through Decimal."""
+    a price of 10^10 or more, with more than 8 decimals, or whose digits make an integer of 2^53 or more goes
+    through Decimal."""
     n = len(prices)
     decimals, units, found = _shortest_decimals(prices)
     fast = found & (np.abs(prices) < FAST_NUMERIC_LIMIT)

@@ -66,6 +66,7 @@ CHUNK_LINES = 200_000  # at most this many lines are checked and copied at a tim
 CSV_BLOCK_BYTES = 2 << 20
 SCAN_BLOCK_BYTES = 4 << 20
 PARQUET_BATCH_LINES = 32_768  # small blocks: the server starts storing early, and is not left alone at the end
+COPY_BLOCK_BYTES = 256 << 20  # lines encoded for COPY at a time, at most: Arrow's binary arrays hold under 2 GiB
 COPY_QUEUE_DEPTH = 2  # blocks ready for COPY that may wait for the server at a time
 ANALYZE_MIN_LINES = 50_000  # a load of at least this many lines refreshes the planner's statistics
 BATCH_LINES_IN_SAMPLE = 10  # lines of a small load that the statistics' sample should hold, on average
@@ -877,6 +878,16 @@ def parse_chunk(chunk: Chunk, date_format: str | None) -> tuple[pa.Table, list[R
 
 # -- writing -----------------------------------------------------------------------------------------------
 
+def _copy_blocks(table: pa.Table) -> Iterator[pa.Table]:
+    """The table in slices of about COPY_BLOCK_BYTES at most (a block's rows are joined into one binary array)."""
+    if table.nbytes <= COPY_BLOCK_BYTES:
+        yield table
+        return
+    rows = max(1, table.num_rows * COPY_BLOCK_BYTES // table.nbytes)
+    for start in range(0, table.num_rows, rows):
+        yield table.slice(start, rows)
+
+
 def _copy_rows(good: pa.Table, batch_id: int) -> pa.Buffer:
     """The lines as binary COPY rows, in COPY_LINES's column order."""
 
@@ -915,7 +926,8 @@ class _LinesWriter(LibpqWriter):
     def _send(self) -> None:
         try:
             while (table := self._tables.get()) is not None:
-                self.write(memoryview(_copy_rows(table, self.batch_id)))
+                for block in _copy_blocks(table):
+                    self.write(memoryview(_copy_rows(block, self.batch_id)))
         except BaseException as exc:  # handed to the main thread
             self._error = exc
             while self._tables.get() is not None:
@@ -1062,6 +1074,24 @@ def _analyze_new_batch(conn: psycopg.Connection, loaded: int) -> None:
     conn.execute("select set_config('default_statistics_target', %s, true)", (own_target,))
 
 
+def _lock_out_readers(conn: psycopg.Connection) -> bool:
+    """Whether the lines' table could be locked against readers too, without waiting for any.
+
+    The very first lines go into the empty table made anew in the load's transaction (truncated): COPY then stores
+    them frozen (their first reader need not set every row's hint bits, which wrote the whole table a second time)
+    and, on a server at wal_level minimal (the embedded one), without writing them to the WAL as well. Readers of
+    the empty table wait for the load; one already reading it (a session left open) is not waited for: the lines
+    are then copied as any later load's. Read committed only: a snapshot taken before another load committed would
+    see an empty table that is not."""
+    try:
+        with conn.transaction():
+            conn.execute("lock table invoice_lines in access exclusive mode nowait")
+    except psycopg.errors.LockNotAvailable:
+        log.info("raw.invoice_lines is being read; the first lines are copied without making the table anew")
+        return False
+    return True
+
+
 def _drop_held_lines(cur: psycopg.Cursor, lines: _LinesWriter, held_before: bool) -> tuple[int, bool]:
     """Complete the occurrences the client could not number alone, then delete the batch's lines already held
     (by another batch, or by an earlier sheet of this one): how many were deleted, and whether the table's
@@ -1130,18 +1160,19 @@ def _load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None, repla
              source.file_format, started_at, started_at),
         ).fetchone()[0]
         # loads take turns on the lines (the commands' writer lock aside): the duplicates' search below must see
-        # every line loaded before it, and no other load may add one until this one commits; readers go on
+        # every line loaded before it, and no other load may add one until this one commits; readers go on (but
+        # for the very first lines: _lock_out_readers)
         conn.execute("lock table invoice_lines in share row exclusive mode")
         held_before, may_truncate = conn.execute(
             "select exists (select 1 from invoice_lines), has_table_privilege('invoice_lines', 'truncate')"
+            " and current_setting('transaction_isolation') = 'read committed'"
         ).fetchone()
-        # The very first lines: the empty table is made anew in this transaction, so that COPY stores them frozen
-        # (their first reader need not then set every row's hint bits, which wrote the whole table a second time)
-        # and, on a server at wal_level minimal (the embedded one), without writing them to the WAL as well. The
-        # truncation locks out readers until the load commits; there is nothing yet for them to read.
-        fresh = not held_before and not existing and may_truncate
+        fresh = not held_before and not existing and may_truncate and _lock_out_readers(conn)
         if fresh:
             conn.execute("truncate invoice_lines")
+        # text fields of a binary COPY are read in the session's encoding (a server of one's own may default to
+        # another); the lines are UTF-8, as is the rejects' spool
+        conn.execute("select set_config('client_encoding', 'UTF8', true)")
         staged = 0
         with (conn.cursor() as cur,
               tempfile.SpooledTemporaryFile(max_size=REJECT_SPOOL_BYTES, mode="w+", encoding="utf-8",

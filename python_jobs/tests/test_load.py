@@ -438,19 +438,70 @@ def test_dates_python_cannot_hold_are_refused_not_wrapped(tmp_path, conn):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    seconds = [1291191960, 600_000_000_000, -70_000_000_000]  # 2010, the year 20983, the year 249 BC
+    # 2010, the first and last seconds of the years 1 to 9999, the year 20983, the year 249 BC, 10000-01-01
+    seconds = [1291191960, -62_135_596_800, 253_402_300_799, 600_000_000_000, -70_000_000_000, 253_402_300_800]
+    n = len(seconds)
     table = pa.table({
-        "InvoiceNo": ["536365", "536366", "536367"], "StockCode": ["85123A"] * 3, "Description": ["HEART"] * 3,
-        "Quantity": pa.array([6, 6, 6], pa.int32()), "InvoiceDate": pa.array(seconds, pa.timestamp("s")),
-        "UnitPrice": [2.55] * 3, "CustomerID": pa.array([17850] * 3, pa.int64()), "Country": ["France"] * 3,
+        "InvoiceNo": [f"N{i}" for i in range(n)], "StockCode": ["85123A"] * n, "Description": ["HEART"] * n,
+        "Quantity": pa.array([6] * n, pa.int32()), "InvoiceDate": pa.array(seconds, pa.timestamp("s")),
+        "UnitPrice": [2.55] * n, "CustomerID": pa.array([17850] * n, pa.int64()), "Country": ["France"] * n,
     })
     pq.write_table(table, tmp_path / "far.parquet")
     result = load_file(conn, tmp_path / "far.parquet")
-    assert (result.lines_loaded, result.lines_rejected) == (1, 2)
-    assert conn.execute("select invoiced_at::text from raw.invoice_lines").fetchall() == [("2010-12-01 08:26:00",)]
+    assert (result.lines_loaded, result.lines_rejected) == (3, 3)
+    assert conn.execute("select invoiced_at::text from raw.invoice_lines order by source_line").fetchall() == [
+        ("2010-12-01 08:26:00",), ("0001-01-01 00:00:00",), ("9999-12-31 23:59:59",)]
     reasons = {line: reason for line, (_, reason) in refused_lines(conn).items()}
-    assert set(reasons) == {2, 3}
+    assert set(reasons) == {4, 5, 6}
     assert all(reason.endswith("is not within the years 1 to 9999") for reason in reasons.values())
+
+
+def test_text_is_stored_as_read_whatever_the_sessions_encoding(tmp_path, conn):
+    """Binary COPY reads text in the session's client_encoding; a server of one's own may default to LATIN1."""
+    conn.execute("set client_encoding = 'LATIN1'")
+    conn.commit()
+    rows = [*ROWS, ["536390", "CAFÉ CRÈME"]]
+    result = load_file(conn, write_csv(tmp_path / "lines.csv", UCI_HEADER, rows))
+    assert (result.lines_loaded, result.lines_rejected) == (5, 1)
+    conn.execute("set client_encoding = 'UTF8'")
+    assert raw_lines(conn) == EXPECTED
+    assert refused_lines(conn) == {7: ("536390,CAFÉ CRÈME", "expected 8 fields, found 2")}
+
+
+def test_lines_are_encoded_for_copy_in_blocks_of_bounded_size(tmp_path, conn, monkeypatch):
+    """A block's rows are joined into one Arrow binary array, which holds under 2 GiB: large blocks are sliced."""
+    blocks: list[int] = []
+    real_rows = load_module._copy_rows
+    monkeypatch.setattr(load_module, "COPY_BLOCK_BYTES", 300)
+    monkeypatch.setattr(load_module, "_copy_rows", lambda good, batch: blocks.append(good.num_rows)
+                        or real_rows(good, batch))
+    load_file(conn, write_csv(tmp_path / "lines.csv", UCI_HEADER, ROWS))
+    assert len(blocks) > 1 and sum(blocks) == len(ROWS)
+    assert raw_lines(conn) == EXPECTED
+
+
+def _relfilenode(conn: psycopg.Connection) -> int:
+    return conn.execute("select relfilenode from pg_class where oid = 'raw.invoice_lines'::regclass").fetchone()[0]
+
+
+def test_the_first_lines_go_into_a_table_made_anew_unless_someone_reads_it(tmp_path, conn, target):
+    load_module.ensure_raw_schema(conn)
+    conn.commit()
+    made = _relfilenode(conn)
+    with psycopg.connect(target.url) as reader:
+        reader.execute("select count(*) from raw.invoice_lines")  # a transaction left open on the empty table
+        load_file(conn, write_csv(tmp_path / "first.csv", UCI_HEADER, ROWS))
+        assert _relfilenode(conn) == made
+    conn.execute("truncate raw.invoice_lines, raw.rejected_invoice_lines, raw.load_batches")
+    conn.commit()
+    emptied = _relfilenode(conn)
+    load_file(conn, write_csv(tmp_path / "again.csv", UCI_HEADER, ROWS))
+    assert _relfilenode(conn) != emptied
+    assert raw_lines(conn) == EXPECTED
+    anew = _relfilenode(conn)
+    next_day = [[f"{row[0]}N", *row[1:4], "12/16/2010 10:00", *row[5:]] for row in ROWS]
+    load_file(conn, write_csv(tmp_path / "next_day.csv", UCI_HEADER, next_day))
+    assert _relfilenode(conn) == anew
 
 
 def test_prices_keep_the_digits_of_their_shortest_text(tmp_path, conn):
