@@ -879,13 +879,14 @@ def parse_chunk(chunk: Chunk, date_format: str | None) -> tuple[pa.Table, list[R
 # -- writing -----------------------------------------------------------------------------------------------
 
 def _copy_blocks(table: pa.Table) -> Iterator[pa.Table]:
-    """The table in slices of about COPY_BLOCK_BYTES at most (a block's rows are joined into one binary array)."""
-    if table.nbytes <= COPY_BLOCK_BYTES:
+    """The table in slices of COPY_BLOCK_BYTES at most, or of one line (a block's rows are joined into one binary
+    array): halved until they fit, as large lines may sit together."""
+    if table.nbytes <= COPY_BLOCK_BYTES or table.num_rows == 1:
         yield table
         return
-    rows = max(1, table.num_rows * COPY_BLOCK_BYTES // table.nbytes)
-    for start in range(0, table.num_rows, rows):
-        yield table.slice(start, rows)
+    half = table.num_rows // 2
+    yield from _copy_blocks(table.slice(0, half))
+    yield from _copy_blocks(table.slice(half))
 
 
 def _copy_rows(good: pa.Table, batch_id: int) -> pa.Buffer:
@@ -1136,6 +1137,9 @@ def _load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None, repla
         source.encoding = source.scan.encoding
     sheet_selection = sheet or ""
     with conn.transaction():
+        # every text of the load (file names, sheets, the lines: a binary COPY reads text fields in the session's
+        # encoding) goes in UTF-8, which a server of one's own may not default to; until the transaction ends
+        conn.execute("select set_config('client_encoding', 'UTF8', true)")
         ensure_raw_schema(conn)
         existing = conn.execute(
             "select batch_id, lines_read, lines_loaded, lines_rejected from load_batches"
@@ -1170,9 +1174,6 @@ def _load_file(conn: psycopg.Connection, path: Path, *, sheet: str | None, repla
         fresh = not held_before and not existing and may_truncate and _lock_out_readers(conn)
         if fresh:
             conn.execute("truncate invoice_lines")
-        # text fields of a binary COPY are read in the session's encoding (a server of one's own may default to
-        # another); the lines are UTF-8, as is the rejects' spool
-        conn.execute("select set_config('client_encoding', 'UTF8', true)")
         staged = 0
         with (conn.cursor() as cur,
               tempfile.SpooledTemporaryFile(max_size=REJECT_SPOOL_BYTES, mode="w+", encoding="utf-8",

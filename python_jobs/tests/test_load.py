@@ -461,7 +461,7 @@ def test_text_is_stored_as_read_whatever_the_sessions_encoding(tmp_path, conn):
     conn.execute("set client_encoding = 'LATIN1'")
     conn.commit()
     rows = [*ROWS, ["536390", "CAFÉ CRÈME"]]
-    result = load_file(conn, write_csv(tmp_path / "lines.csv", UCI_HEADER, rows))
+    result = load_file(conn, write_csv(tmp_path / "продажи.csv", UCI_HEADER, rows), sheet="Лист")
     assert (result.lines_loaded, result.lines_rejected) == (5, 1)
     conn.execute("set client_encoding = 'UTF8'")
     assert raw_lines(conn) == EXPECTED
@@ -485,6 +485,7 @@ def _relfilenode(conn: psycopg.Connection) -> int:
 
 
 def test_the_first_lines_go_into_a_table_made_anew_unless_someone_reads_it(tmp_path, conn, target):
+    conn.execute("set lock_timeout = '20s'")  # a load that waited for the reader would fail, not hang
     load_module.ensure_raw_schema(conn)
     conn.commit()
     made = _relfilenode(conn)
@@ -502,6 +503,20 @@ def test_the_first_lines_go_into_a_table_made_anew_unless_someone_reads_it(tmp_p
     next_day = [[f"{row[0]}N", *row[1:4], "12/16/2010 10:00", *row[5:]] for row in ROWS]
     load_file(conn, write_csv(tmp_path / "next_day.csv", UCI_HEADER, next_day))
     assert _relfilenode(conn) == anew
+
+
+def test_a_first_load_at_repeatable_read_copies_as_any_later_one(tmp_path, conn):
+    """Its snapshot may predate another load's commit: the table it sees empty may not be."""
+    load_module.ensure_raw_schema(conn)
+    conn.commit()
+    made = _relfilenode(conn)
+    conn.commit()
+    conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+    path = write_csv(tmp_path / "first.csv", UCI_HEADER, ROWS)
+    assert load_file(conn, path).lines_loaded == len(ROWS)
+    conn.commit()
+    assert _relfilenode(conn) == made
+    assert raw_lines(conn) == EXPECTED
 
 
 def test_prices_keep_the_digits_of_their_shortest_text(tmp_path, conn):
