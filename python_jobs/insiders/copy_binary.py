@@ -127,7 +127,7 @@ def numerics(prices: np.ndarray) -> pa.Array:
     decimals, units, found = _shortest_decimals(prices)
     fast = found & (np.abs(prices) < FAST_NUMERIC_LIMIT)
     # every fast price as a count of 10^-8, below 10^18: int64 holds it
-    eighths = np.where(fast, np.abs(units).astype(np.int64) * 10 ** (FAST_NUMERIC_DECIMALS - decimals), 0)
+    smallest_units = np.where(fast, np.abs(units).astype(np.int64) * 10 ** (FAST_NUMERIC_DECIMALS - decimals), 0)
     digit_count = FAST_NUMERIC_INTEGER_DIGITS + FAST_NUMERIC_FRACTION_DIGITS
     words = np.empty((n, 4 + digit_count), np.int64)
     words[:, 0] = digit_count
@@ -135,7 +135,7 @@ def numerics(prices: np.ndarray) -> pa.Array:
     words[:, 2] = np.where(np.signbit(prices) & (units != 0), NUMERIC_NEGATIVE, 0)
     words[:, 3] = decimals
     for position in range(digit_count - 1, -1, -1):
-        eighths, words[:, 4 + position] = np.divmod(eighths, NUMERIC_BASE)
+        smallest_units, words[:, 4 + position] = np.divmod(smallest_units, NUMERIC_BASE)
     fields = _fixed(np.ascontiguousarray(words.astype(">i2")).view(f"V{2 * (4 + digit_count)}").reshape(n))
     slow = np.flatnonzero(~fast)
     if len(slow):

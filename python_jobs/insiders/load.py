@@ -119,10 +119,10 @@ RAW_COLUMNS = (
 )
 REJECT_COLUMNS = ("source_sheet", "source_line", "raw_text", "reason")
 INT32_MAX = 2**31 - 1
+INT64_LIMIT = 2.0**63 - 1024  # the largest float64 below 2**63
 # the dates a line may carry: Python's, well within PostgreSQL's (a native Parquet timestamp may lie beyond both)
 FIRST_DATE = pa.scalar(datetime(1, 1, 1), pa.timestamp("s"))
 END_DATE = pa.scalar(253_402_300_800, pa.timestamp("s"))  # 10000-01-01, which datetime cannot hold
-INT64_LIMIT = 2.0**63 - 1024  # the largest float64 below 2**63
 # the finite numbers pandas.to_numeric reads (after stripping), all of which pyarrow's cast to float64 reads too
 NUMBER_PATTERN = r"^[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 
