@@ -213,12 +213,58 @@ def write_manifest(manifest: object, target_path: Path, *, unchanged: bool) -> N
         raise InsidersError(f"cannot write dbt's manifest in {target_path}: {exc.strerror or exc}") from exc
 
 
+def keep_node_connections_open() -> None:
+    """Within one in-process build, each dbt thread keeps its PostgreSQL connection from one node to the next.
+
+    dbt-postgres closes a node's connection when the node ends and the next node opens a new one: about 200 in a
+    day's run, each a new server process, an authentication and cold catalog caches (15-20 ms each here; a day's
+    run at 10 million lines took 1.7 s longer in alternating runs). A connection kept is reset to a new session's
+    state first (`discard all`: temporary tables, settings, prepared statements, advisory locks; then the
+    profile's role again), so that no node sees what an earlier one left. dbt still closes every connection at the
+    end of the build; a connection that cannot be reset is closed as before."""
+    from dbt.adapters.contracts.connection import ConnectionState
+    from dbt.adapters.postgres.connections import PostgresConnectionManager
+
+    close_on_release = PostgresConnectionManager.release
+    if getattr(close_on_release, "keeps_connections_open", False):
+        return
+
+    def release(manager: PostgresConnectionManager) -> None:
+        connection = manager.get_if_exists()
+        if connection is None or connection.state != ConnectionState.OPEN:
+            return close_on_release(manager)
+        try:
+            reset_session(connection.handle, role=connection.credentials.role)
+            connection.transaction_open = False
+        except Exception:  # any failure: closed, as dbt would have closed it
+            close_on_release(manager)
+
+    release.keeps_connections_open = True  # type: ignore[attr-defined]
+    PostgresConnectionManager.release = release  # type: ignore[method-assign]
+
+
+def reset_session(handle, *, role: str | None = None) -> None:
+    """Bring a psycopg2 connection back to a new session's state: its transaction rolled back, then `discard all`
+    (outside a transaction, as PostgreSQL requires) and the role dbt's profile sets on connecting."""
+    handle.rollback()
+    autocommit = handle.autocommit
+    handle.autocommit = True
+    try:
+        with handle.cursor() as cursor:
+            cursor.execute("discard all")
+            if role:
+                cursor.execute(f"set role {role}")  # as dbt-postgres words it when it connects
+    finally:
+        handle.autocommit = autocommit
+
+
 def invoke_dbt(paths: Paths, target: DbtTarget, args: list[str]) -> object:
     """Run `dbt ARGS` in this process (parsing the project only the first time for this target) and return its
     result; raise with what failed (the failed nodes and their messages, or the one problem) when it fails.
     dbt's own log goes to its log file, and to the console with -v only."""
     from dbt.cli.main import dbtRunner
 
+    keep_node_connections_open()
     env = dbt_environment(paths, target)
     log_file = dbt_log_path(paths) / "dbt.log"
     key = (str(paths.project_dir), target.url, env["DBT_TARGET_PATH"])

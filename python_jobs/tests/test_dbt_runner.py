@@ -1,13 +1,16 @@
-"""When the in-process parse writes dbt's manifest: only when it may differ from the one on disk."""
+"""When the in-process parse writes dbt's manifest: only when it may differ from the one on disk; a build's nodes
+share each thread's connection, reset between them."""
 
 from __future__ import annotations
 
 import os
 
 import dbt.parser.manifest
+import psycopg2
+import psycopg2.errors
 import pytest
 
-from insiders.dbt_runner import write_manifest
+from insiders.dbt_runner import invoke_dbt, reset_session, write_manifest
 from insiders.errors import InsidersError
 
 
@@ -61,3 +64,49 @@ def test_a_manifest_that_cannot_be_written_is_a_clear_error(tmp_path, monkeypatc
     monkeypatch.setattr(dbt.parser.manifest, "write_manifest", refuse)
     with pytest.raises(InsidersError, match=r"cannot write dbt's manifest in .*: Permission denied"):
         write_manifest(object(), tmp_path, unchanged=False)
+
+
+@pytest.fixture
+def connects(monkeypatch) -> list[int]:
+    """Every connection dbt-postgres opens, counted."""
+    opened: list[int] = []
+    connect = psycopg2.connect
+
+    def counting_connect(*args, **kwargs):
+        opened.append(1)
+        return connect(*args, **kwargs)
+
+    monkeypatch.setattr(psycopg2, "connect", counting_connect)
+    return opened
+
+
+def test_a_build_keeps_each_threads_connection_from_node_to_node(demo_mart, test_paths, connects):
+    # the invoice lines' staging views and their tests: about twenty nodes on dbt's two threads
+    result = invoke_dbt(test_paths, demo_mart, ["build", "--select", "staging.online_retail",
+                                                    "--exclude", "resource_type:unit_test"])
+    nodes = [node for node in result.results if node.status in {"success", "pass"}]
+    assert len(nodes) >= 10
+    # one connection per thread (two), and one for the build's start and end hooks and cache
+    assert len(connects) <= 3, f"{len(connects)} connections for {len(nodes)} nodes"
+
+
+def test_a_kept_connection_starts_the_next_node_as_a_new_session(target):
+    handle = psycopg2.connect(target.url)
+    try:
+        with handle.cursor() as cursor:
+            cursor.execute("select current_setting('search_path'), current_setting('work_mem')")
+            new_session = cursor.fetchone()
+            cursor.execute("create temporary table left_by_a_node (n int)")
+            cursor.execute("set work_mem = '7MB'")
+            cursor.execute("select pg_advisory_lock(424242)")
+        handle.commit()
+        with handle.cursor() as cursor, pytest.raises(psycopg2.errors.DivisionByZero):
+            cursor.execute("select 1 / 0")  # a node that failed inside its transaction
+        reset_session(handle)
+        with handle.cursor() as cursor:
+            cursor.execute("select current_setting('search_path'), current_setting('work_mem'),"
+                           " to_regclass('pg_temp.left_by_a_node'),"
+                           " (select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid())")
+            assert cursor.fetchone() == (*new_session, None, 0)
+    finally:
+        handle.close()
