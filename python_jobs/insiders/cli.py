@@ -18,6 +18,7 @@ from . import __version__, db
 from .engines import ENGINES
 from .errors import InsidersError
 from .locks import spark_warehouse_lock, writer_lock
+from .preload import Preload
 from .progress import StageTimer, setup_logging
 from .settings import Paths, Target, configured_dsn
 
@@ -251,6 +252,7 @@ def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
         return _run_on_spark(args, paths)
     timer = StageTimer()
     started = time.perf_counter()
+    dbt_imported = Preload("dbt.cli.main")  # while the server starts and the files load
     with timer.stage("database") as stage:
         target = db.resolve_target(paths)
         stage.note = target.safe_url + (" (embedded)" if target.embedded else "")
@@ -262,12 +264,15 @@ def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
         as_of = args.as_of or stages.data_span(conn)[1]
     program = _program_config(args)
     with timer.stage("dbt build (features)") as stage:
+        dbt_imported.wait()
+        labelling_imported = Preload("insiders.cluster.job")  # while dbt builds the features
         stage.note = _built_note(stages.build_features(paths, target, [as_of], program, rebuild=[as_of]))
         with db.connect(target) as conn:
             warnings = stages.quality_warnings(conn)
         if warnings:
             stage.note += f"; {len(warnings)} data-quality warning{'s' if len(warnings) > 1 else ''}"
     with timer.stage("segments, forecast and Insiders") as stage:
+        labelling_imported.wait()
         labels = _label(target, paths, as_of, args)
         stage.note = _labels_note(labels)
     with timer.stage("dbt build (segment marts)"):
