@@ -265,14 +265,12 @@ def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     program = _program_config(args)
     with timer.stage("dbt build (features)") as stage:
         dbt_imported.wait()
-        labelling_imported = Preload("insiders.cluster.job")  # while dbt builds the features
         stage.note = _built_note(stages.build_features(paths, target, [as_of], program, rebuild=[as_of]))
         with db.connect(target) as conn:
             warnings = stages.quality_warnings(conn)
         if warnings:
             stage.note += f"; {len(warnings)} data-quality warning{'s' if len(warnings) > 1 else ''}"
     with timer.stage("segments, forecast and Insiders") as stage:
-        labelling_imported.wait()
         labels = _label(target, paths, as_of, args)
         stage.note = _labels_note(labels)
     with timer.stage("dbt build (segment marts)"):
