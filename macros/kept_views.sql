@@ -2,19 +2,22 @@
     PostgreSQL views are built again only when what makes them changed. dbt's view materialization creates a view
     under a temporary name, swaps it in, writes its comments and drops the old one on every build: 0.1-0.2 s per
     view, thirteen views in a day's run, most of them at the start of each build, where every later node waits for
-    them. A view's definition changes only with its compiled SQL, its descriptions (persist_docs), its grants or
-    dbt's version: a build records a fingerprint of those in control.view_builds, with the view's oid and a hash of
-    its definition as PostgreSQL holds it, and a later build leaves the view as it is when all three are the same.
-    A view that was dropped (by the cascade of a table it reads, when dbt builds that table again), made again or
-    replaced by anything else is built again. `--full-refresh` builds every view again. Spark builds its views as
-    dbt does.
+    them. What a view is made of: its compiled SQL, its configuration (contract, grants, persist_docs, hooks,
+    sql_header…), its columns as declared (names, types, descriptions) and its own description, and dbt's version.
+    A build records a fingerprint of those in control.view_builds, with the view's oid and a hash of its definition
+    as PostgreSQL holds it, and a later build leaves the view as it is when all three are the same: it runs none of
+    the view's statements then, its hooks included (the marts' analyze is nothing for a view), and dbt reports
+    `SELECT 0` for it. A view that was dropped (by the cascade of a table it reads, when dbt builds that table
+    again), made again or replaced by anything else is built again. `--full-refresh` builds every view again, as
+    must an upgrade of dbt-postgres alone (its version is not in the fingerprint; the version tag below changes
+    whenever this materialization does). Spark builds its views as dbt does.
 -#}
 {% materialization view, adapter='postgres' %}
     {%- set fingerprint = view_fingerprint(sql) -%}
     {%- if not should_full_refresh() and recorded_view_fingerprint(this) == fingerprint -%}
         {#- dbt requires every model to run a statement named main -#}
         {%- call statement('main') -%}
-            select 1 as kept_view  -- {{ this }} has not changed since it was built
+            select 1 as kept_view where false  -- {{ this }} has not changed since it was built
         {%- endcall -%}
         {{ return({'relations': [this.incorporate(type='view')]}) }}
     {%- endif -%}
@@ -46,17 +49,17 @@
     {{ return(adapter.quote(generate_schema_name('control', none) | trim) ~ '.view_builds') }}
 {%- endmacro %}
 
-{#- A view's schema-qualified name, without the database: a database copied from another keeps its records. -#}
+{#- A view's schema-qualified name, without the database (a database copied from another keeps its records), as the
+    text of a string literal. -#}
 {% macro view_name(relation) -%}
-    {{ return(adapter.quote(relation.schema) ~ '.' ~ adapter.quote(relation.identifier)) }}
+    {{ return((adapter.quote(relation.schema) ~ '.' ~ adapter.quote(relation.identifier)) | replace("'", "''")) }}
 {%- endmacro %}
 
-{#- What a view is made of; the version below changes whenever this materialization does. -#}
+{#- What a view is made of. -#}
 {% macro view_fingerprint(sql) -%}
     {%- set parts = [
-        'kept_views 1', dbt_version, sql, model.description,
-        model.columns.values() | map(attribute='description') | join('\x1f'),
-        config.get('persist_docs') | string, config.get('grants') | string,
+        'kept_views 2', dbt_version, sql, model.description,
+        tojson(model.config, sort_keys=true), tojson(model.columns, sort_keys=true),
     ] -%}
     {{ return(local_md5(parts | join('\x1e'))) }}
 {%- endmacro %}

@@ -221,7 +221,10 @@ def keep_node_connections_open() -> None:
     run at 10 million lines took 1.7 s longer in alternating runs). A connection kept is reset to a new session's
     state first (`discard all`: temporary tables, settings, prepared statements, advisory locks; then the
     profile's role again), so that no node sees what an earlier one left. dbt still closes every connection at the
-    end of the build; a connection that cannot be reset is closed as before."""
+    end of the build, those of the short-lived threads it sets up with (schemas, relation cache) too; a connection
+    that cannot be reset is closed as before. What this gives up: a connection the server drops while it waits for
+    its thread's next node (a server restarted mid-build, an idle timeout of a proxy) fails that node, which would
+    have opened a new one."""
     from dbt.adapters.contracts.connection import ConnectionState
     from dbt.adapters.postgres.connections import PostgresConnectionManager
 
@@ -236,7 +239,8 @@ def keep_node_connections_open() -> None:
         try:
             reset_session(connection.handle, role=connection.credentials.role)
             connection.transaction_open = False
-        except Exception:  # any failure: closed, as dbt would have closed it
+        except Exception as exc:  # any failure: closed, as dbt would have closed it
+            log.debug("dbt's connection %s could not be reset, closed instead: %s", connection.name, exc)
             close_on_release(manager)
 
     release.keeps_connections_open = True  # type: ignore[attr-defined]
@@ -245,13 +249,17 @@ def keep_node_connections_open() -> None:
 
 def reset_session(handle, *, role: str | None = None) -> None:
     """Bring a psycopg2 connection back to a new session's state: its transaction rolled back, then `discard all`
-    (outside a transaction, as PostgreSQL requires) and the role dbt's profile sets on connecting."""
+    (outside a transaction, as PostgreSQL requires; the settings go back to those the connection started with),
+    the ISO date style psycopg2 sets on connecting to a server whose default is another, and the role dbt's
+    profile sets on connecting."""
     handle.rollback()
     autocommit = handle.autocommit
     handle.autocommit = True
     try:
         with handle.cursor() as cursor:
             cursor.execute("discard all")
+            if not (handle.get_parameter_status("DateStyle") or "ISO").startswith("ISO"):
+                cursor.execute("set datestyle to 'ISO'")  # psycopg2 parses dates in ISO only
             if role:
                 cursor.execute(f"set role {role}")  # as dbt-postgres words it when it connects
     finally:

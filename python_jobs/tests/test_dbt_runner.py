@@ -4,12 +4,14 @@ share each thread's connection, reset between them."""
 from __future__ import annotations
 
 import os
+import uuid
 
 import dbt.parser.manifest
 import psycopg2
 import psycopg2.errors
 import pytest
 
+from insiders import dbt_runner
 from insiders.dbt_runner import invoke_dbt, reset_session, write_manifest
 from insiders.errors import InsidersError
 
@@ -80,14 +82,24 @@ def connects(monkeypatch) -> list[int]:
     return opened
 
 
-def test_a_build_keeps_each_threads_connection_from_node_to_node(demo_mart, test_paths, connects):
+def test_a_build_keeps_each_threads_connection_from_node_to_node(demo_mart, test_paths, connects, monkeypatch):
+    resets: list[int] = []
+    reset = dbt_runner.reset_session
+
+    def counted_reset(handle, **kwargs) -> None:
+        resets.append(1)
+        reset(handle, **kwargs)
+
+    monkeypatch.setattr(dbt_runner, "reset_session", counted_reset)
     # the invoice lines' staging views and their tests: about twenty nodes on dbt's two threads
     result = invoke_dbt(test_paths, demo_mart, ["build", "--select", "staging.online_retail",
                                                     "--exclude", "resource_type:unit_test"])
     nodes = [node for node in result.results if node.status in {"success", "pass"}]
     assert len(nodes) >= 10
-    # one connection per thread (two), and one for the build's start and end hooks and cache
-    assert len(connects) <= 3, f"{len(connects)} connections for {len(nodes)} nodes"
+    # one connection per thread of dbt's pool (two), and the few of its set-up (the hooks', the schemas' and the
+    # relation cache's, on threads of their own); a connection per node before
+    assert len(connects) <= 6, f"{len(connects)} connections for {len(nodes)} nodes"
+    assert len(resets) >= len(nodes)  # each node's connection was reset for the next
 
 
 def test_a_kept_connection_starts_the_next_node_as_a_new_session(target):
@@ -109,4 +121,24 @@ def test_a_kept_connection_starts_the_next_node_as_a_new_session(target):
                            " (select count(*) from pg_locks where locktype = 'advisory' and pid = pg_backend_pid())")
             assert cursor.fetchone() == (*new_session, None, 0)
     finally:
+        handle.close()
+
+
+def test_a_kept_connection_takes_the_profiles_role_again(target):
+    role = f"kept_connection_{uuid.uuid4().hex[:8]}"
+    handle = psycopg2.connect(target.url)
+    handle.autocommit = True
+    try:
+        with handle.cursor() as cursor:
+            cursor.execute(f"create role {role}")
+            cursor.execute(f"grant {role} to current_user")
+            cursor.execute(f"set role {role}")  # as dbt-postgres does on connecting, with a profile's role
+        reset_session(handle, role=role)
+        with handle.cursor() as cursor:
+            cursor.execute("select current_role")
+            assert cursor.fetchone()[0] == role
+    finally:
+        with handle.cursor() as cursor:
+            cursor.execute("reset role")
+            cursor.execute(f"drop role if exists {role}")
         handle.close()

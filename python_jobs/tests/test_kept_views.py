@@ -18,7 +18,7 @@ def view_state(target) -> tuple[int | None, str | None]:
 
 
 def build(paths, target, *extra: str) -> str:
-    """The build's message for the view: dbt's CREATE VIEW, or the kept view's SELECT 1."""
+    """The build's message for the view: dbt's CREATE VIEW, or the kept view's SELECT 0."""
     result = invoke_dbt(paths, target, [*BUILD, *extra])
     [node] = [node for node in result.results if node.node.name == "stg_online_retail__load_batches"]
     return node.message
@@ -32,7 +32,7 @@ def built_once(demo_mart, test_paths):
 
 def test_an_unchanged_view_is_kept(built_once, test_paths):
     before = view_state(built_once)
-    assert build(test_paths, built_once) == "SELECT 1"
+    assert build(test_paths, built_once) == "SELECT 0"
     assert view_state(built_once) == before
 
 
@@ -61,10 +61,17 @@ def test_a_changed_project_builds_the_view_again(built_once, test_paths):
         assert conn.execute("select count(*) from control.view_builds where fingerprint = 'an earlier version'"
                             ).fetchone()[0] == 1
     assert build(test_paths, built_once).startswith("CREATE VIEW")
-    assert build(test_paths, built_once) == "SELECT 1"
+    assert build(test_paths, built_once) == "SELECT 0"
 
 
 def test_a_full_refresh_builds_every_view_again(built_once, test_paths):
     oid, _ = view_state(built_once)
     assert build(test_paths, built_once, "--full-refresh").startswith("CREATE VIEW")
     assert view_state(built_once)[0] != oid
+
+
+def test_a_view_whose_sql_changed_is_built_again(built_once, test_paths):
+    # --empty compiles every ref and source into an empty subquery: other SQL, the same everything else
+    assert build(test_paths, built_once, "--empty").startswith("CREATE VIEW")
+    assert build(test_paths, built_once).startswith("CREATE VIEW")
+    assert build(test_paths, built_once) == "SELECT 0"
