@@ -373,3 +373,15 @@ def test_predictions_reject_bad_input(cdnow_fit: BgNbdFit) -> None:
 def test_gamma_gamma_rejects_bad_input(frequency: list, monetary: list, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         fit_gamma_gamma(frequency, monetary)
+
+
+def test_expected_purchases_do_not_depend_on_the_customers_order(cdnow: pd.DataFrame, cdnow_fit: BgNbdFit) -> None:
+    """The same customers in another order get the same figures to the last bit (the rows of a read come in the
+    order PostgreSQL returns them): each distinct age's integral is summed on its own, not by a matrix product
+    whose summation order depends on a row's position."""
+    frequency, recency, age = _rfm(cdnow)
+    in_file_order = expected_purchases(cdnow_fit, frequency, recency, age, 39.0)
+    shuffled = np.random.default_rng(7).permutation(len(frequency))
+    assert np.array_equal(
+        expected_purchases(cdnow_fit, frequency[shuffled], recency[shuffled], age[shuffled], 39.0),
+        in_file_order[shuffled])

@@ -443,16 +443,13 @@ def expected_purchases(
     if fit.a == 0:  # the no-drop-out boundary: the NBD's (r + x) / (alpha + T) purchases per time unit
         return (fit.r + x) * tau
     expected = np.empty_like(x)
-    workspace: list[FloatArray] = []
     for value in np.unique(x):
         rows = x == value
-        expected[rows] = _expected_while_alive(fit.r, fit.a, fit.b, float(value), tau[rows], workspace)
+        expected[rows] = _expected_while_alive(fit.r, fit.a, fit.b, float(value), tau[rows])
     return alive * expected
 
 
-def _expected_while_alive(
-    r: float, a: float, b: float, x: float, tau: FloatArray, workspace: list[FloatArray] | None = None
-) -> FloatArray:
+def _expected_while_alive(r: float, a: float, b: float, x: float, tau: FloatArray) -> FloatArray:
     """E[g(p)], g(p) = (1 - (1 + p tau)^-k) / p, k = r + x, p ~ Beta(a, b + x), for each tau.
 
     In y = logit(p) the Beta density is log-concave, and g(logit^-1(y)) is analytic in a strip of half-width pi
@@ -488,24 +485,14 @@ def _expected_while_alive(
         nodes = ((edges[:-1] + edges[1:]) / 2)[:, None] + half[:, None] * _GAUSS_NODES[None, :]
         weights = (half[:, None] * _GAUSS_WEIGHTS[None, :]).ravel() * np.exp(log_density(nodes.ravel()))
         p = special.expit(nodes.ravel())
-        # customers share their tau (whole days of age): g is evaluated once per distinct tau (a few hundred
-        # rather than tens of thousands) and its rows gathered back, so that the product with the weights is the
-        # same BLAS call on the same matrix as before: BLAS sums a row in an order that depends on its position
-        # in the matrix, and a product over the distinct rows alone differs in the last bit
+        # customers share their tau (whole days of age): g is integrated once per distinct tau (a few hundred
+        # rather than tens of thousands) and the integrals gathered back. Each row is summed on its own (numpy's
+        # pairwise sum along the row), so a customer's figure depends on its tau alone: BLAS's matrix-vector
+        # product sums a row in an order that depends on the row's position in the matrix
         distinct, back = _distinct(tau)
         g = -np.expm1(-k * np.log1p(p[None, :] * distinct[:, None])) / p[None, :]
-        total = total + _gathered(g, back, [] if workspace is None else workspace) @ weights
+        total = total + np.sum(g * weights[None, :], axis=1)[back]
     return np.asarray(total, dtype=np.float64)
-
-
-def _gathered(rows: FloatArray, back: npt.NDArray[np.intp], workspace: list[FloatArray]) -> FloatArray:
-    """rows[back], written into a buffer kept in `workspace` from one call to the next: a new array of this size
-    (27,458 x 1,200 values at frequency 0 on 10 million lines) costs more in page faults than the copy itself."""
-    size = len(back) * rows.shape[1]
-    if not workspace or workspace[0].size < size:
-        workspace[:] = [np.empty(size)]
-    # mode "clip": with "raise" (the default) numpy writes to a temporary first (the indices are in range anyway)
-    return np.take(rows, back, axis=0, out=workspace[0][:size].reshape(len(back), rows.shape[1]), mode="clip")
 
 
 def _distinct(values: FloatArray) -> tuple[FloatArray, npt.NDArray[np.intp]]:
