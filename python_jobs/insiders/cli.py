@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import logging
 import os
 import sys
+import threading
 import time
 from datetime import date
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import NoReturn
 
 import psycopg
 
@@ -593,5 +596,24 @@ def main(argv: list[str] | None = None) -> int:
         return 141
 
 
+def entry() -> NoReturn:
+    """The `insiders` command: main(), then out of the process without Python's teardown of its modules, which
+    frees dbt's parsed project, pandas' frames and every other object one by one (0.8 s of a 24 s day's run at 10
+    million lines) when the operating system takes the memory back at once. What that teardown does that matters
+    is done first: threads that are not daemons finish, exit handlers run (logging's flush of dbt's log file among
+    them) and the standard streams are flushed."""
+    code = main()
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):  # the reader left (or the stream was closed): nothing left to say
+            code = code or 141
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

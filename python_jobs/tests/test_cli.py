@@ -184,3 +184,19 @@ def test_progress_off_a_terminal_is_a_line_every_ten_seconds_with_rate_and_time_
         tracker.advance(10_000)  # 100,000 lines in 10 s
     lines = capsys.readouterr().err.splitlines()
     assert lines == ["  load lines.csv: 100,000 of 1,000,000 lines (10%), 10,000 lines/s, about 1:30 left"]
+
+
+def test_the_command_leaves_after_its_threads_exit_handlers_and_output(tmp_path):
+    """`insiders` leaves without Python's teardown (cli.entry): a thread that is not a daemon still finishes, exit
+    handlers still run, what was printed to a pipe still arrives, and the exit code is main()'s."""
+    script = (
+        "import atexit, threading, time, insiders.cli as cli\n"
+        "def main():\n"
+        "    atexit.register(print, 'exit handler ran')\n"
+        "    threading.Thread(target=lambda: (time.sleep(0.3), print('thread finished'))).start()\n"
+        "    print('printed by main')\n"
+        "    return 3\n"
+        "cli.main = main\n"
+        "cli.entry()\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert (done.returncode, done.stdout) == (3, "printed by main\nthread finished\nexit handler ran\n")
