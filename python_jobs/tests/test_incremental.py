@@ -148,24 +148,25 @@ def test_days_appended_with_late_lines_and_a_reloaded_file_build_what_a_full_bui
 
 def column_statistics(target, column: str) -> str | None:
     with psycopg.connect(target.url) as conn:
-        return conn.execute(
+        statistics = conn.execute(
             "select concat_ws(' | ', most_common_vals::text, histogram_bounds::text) from pg_stats"
             " where schemaname = 'marts' and tablename = 'fct_customer_features' and attname = %s",
-            (column,)).fetchone()[0]
+            (column,)).fetchone()
+    return statistics[0] if statistics else None
 
 
-def test_a_large_incremental_change_analyzes_the_index_columns_alone(target, test_paths, tmp_path):
+def test_large_changes_analyze_the_index_columns_alone(target, test_paths, tmp_path):
     with psycopg.connect(target.url) as conn:
         load_file(conn, write_lines(tmp_path / "a.csv", "3/1/2011", range(40), 800000))
     build_features(test_paths, target, [date(2011, 3, 1)], PROGRAM)
-    # created by this build, never analyzed: analyzed whole
-    revenue_statistics = column_statistics(target, "gross_revenue")
-    assert revenue_statistics and column_statistics(target, "as_of_date") == "{2011-03-01}"
-    with psycopg.connect(target.url) as conn:  # the same customers again: every revenue doubles at the new date
+    # a new table: the columns of its index are analyzed, and the others left to autovacuum
+    assert column_statistics(target, "as_of_date") == "{2011-03-01}"
+    assert column_statistics(target, "gross_revenue") is None
+    with psycopg.connect(target.url) as conn:
         load_file(conn, write_lines(tmp_path / "b.csv", "3/2/2011", range(40), 810000))
     build_features(test_paths, target, [date(2011, 3, 2)], PROGRAM)
-    # twice the rows, far above the tenth: the index columns and the row count are new, the rest as they were
+    # twice the rows, far above the tenth: the index columns and the row count are new
     assert column_statistics(target, "as_of_date") == "{2011-03-01,2011-03-02}"
     assert count(target, "select reltuples::int from pg_class where oid = 'marts.fct_customer_features'::regclass"
                  ) == 80
-    assert column_statistics(target, "gross_revenue") == revenue_statistics
+    assert column_statistics(target, "gross_revenue") is None
