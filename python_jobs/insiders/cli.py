@@ -266,14 +266,18 @@ def _cmd_run(args: argparse.Namespace, paths: Paths) -> int:
     with db.connect(target) as conn:
         as_of = args.as_of or stages.data_span(conn)[1]
     program = _program_config(args)
+    # the labelling stage's libraries (scikit-learn, SciPy), imported while the feature mart's statement runs
+    modelling_imported = Preload("insiders.cluster.job", start=False)
     with timer.stage("dbt build (features)") as stage:
         dbt_imported.wait()
-        stage.note = _built_note(stages.build_features(paths, target, [as_of], program, rebuild=[as_of]))
+        stage.note = _built_note(stages.build_features(paths, target, [as_of], program, rebuild=[as_of],
+                                                       while_features_compute=modelling_imported.start))
         with db.connect(target) as conn:
             warnings = stages.quality_warnings(conn)
         if warnings:
             stage.note += f"; {len(warnings)} data-quality warning{'s' if len(warnings) > 1 else ''}"
     with timer.stage("segments, forecast and Insiders") as stage:
+        modelling_imported.wait()
         labels = _label(target, paths, as_of, args)
         stage.note = _labels_note(labels)
     with timer.stage("dbt build (segment marts)"):

@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -165,8 +165,9 @@ class _Events:
     """dbt's events while it runs in this process: its console log is off; this counts the nodes done for the
     progress display and, with -v, writes dbt's own log lines (info and above) through our console."""
 
-    def __init__(self, tracker: Tracker | None) -> None:
+    def __init__(self, tracker: Tracker | None, on_node_start: Mapping[str, Callable[[], None]] | None = None) -> None:
         self.tracker = tracker
+        self.on_node_start = dict(on_node_start or {})
         self.dbt_log = logging.getLogger("insiders.dbt")
         self.project_unchanged = False
 
@@ -174,6 +175,8 @@ class _Events:
         name, data = event.info.name, event.data
         if name == "PartialParsingSkipParsing":  # no file changed since the saved parse
             self.project_unchanged = True
+        if name == "NodeStart" and data.node_info.unique_id in self.on_node_start:
+            self.on_node_start.pop(data.node_info.unique_id)()
         if self.tracker is not None:
             if name == "LogStartLine" and getattr(data, "total", 0) and self.tracker.total is None:
                 self.tracker.set_total(int(data.total))
@@ -266,10 +269,12 @@ def reset_session(handle, *, role: str | None = None) -> None:
         handle.autocommit = autocommit
 
 
-def invoke_dbt(paths: Paths, target: DbtTarget, args: list[str]) -> object:
+def invoke_dbt(paths: Paths, target: DbtTarget, args: list[str], *,
+               on_node_start: Mapping[str, Callable[[], None]] | None = None) -> object:
     """Run `dbt ARGS` in this process (parsing the project only the first time for this target) and return its
     result; raise with what failed (the failed nodes and their messages, or the one problem) when it fails.
-    dbt's own log goes to its log file, and to the console with -v only."""
+    dbt's own log goes to its log file, and to the console with -v only. `on_node_start` maps nodes' unique ids
+    to what to call (in dbt's thread, once) when dbt starts them."""
     from dbt.cli.main import dbtRunner
 
     keep_node_connections_open()
@@ -295,7 +300,7 @@ def invoke_dbt(paths: Paths, target: DbtTarget, args: list[str]) -> object:
         # for this project), so a build writes no JSON and its run_results.json is written here
         runs_nodes = args[0] in NODE_COMMANDS
         with track(f"dbt {args[0]}", unit="nodes") as tracker:
-            outcome = dbtRunner(manifest=_manifests[key], callbacks=[_Events(tracker)]).invoke(
+            outcome = dbtRunner(manifest=_manifests[key], callbacks=[_Events(tracker, on_node_start)]).invoke(
                 [*_console_flags(), *args, *(["--no-write-json"] if runs_nodes else []), *common])
         if runs_nodes and hasattr(outcome.result, "write"):
             outcome.result.write(str(dbt_target_path(paths) / "run_results.json"))

@@ -8,7 +8,7 @@ date, and the earlier cutoffs its inner backtests use) is built in one dbt state
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ log = logging.getLogger("insiders")
 # (test_dbt_unit_tests.py), and the pipeline's builds leave them out, as dbt advises for production runs; they
 # were about a fifth of a new day's build nodes' time
 WITHOUT_UNIT_TESTS = ["--exclude-resource-type", "unit_test"]
+FEATURE_MART = "model.insiders.fct_customer_features"
 
 
 def load_inputs(target: Target, inputs: Iterable[Path]) -> tuple[int, int]:
@@ -127,9 +128,12 @@ def dates_to_label(conn: psycopg.Connection, as_of_dates: Iterable[date], progra
 
 
 def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], program: ProgramConfig, *,
-                   rebuild: Iterable[date] = ()) -> list[date]:
+                   rebuild: Iterable[date] = (), while_features_compute: Callable[[], None] | None = None,
+                   ) -> list[date]:
     """dbt: staging, cleaning and the feature mart for every date the labels of `as_of_dates` need that is not
-    built yet, and for `rebuild`; returns the dates built."""
+    built yet, and for `rebuild`; returns the dates built. `while_features_compute` is called when dbt starts the
+    feature mart's statement, the build's longest, while dbt's threads wait on PostgreSQL (not at all when no date
+    is built)."""
     with db.connect(target) as conn:
         needed = dates_to_label(conn, as_of_dates, program)  # creates the raw and control tables if need be
         loaded_through = latest_load(conn)
@@ -150,7 +154,8 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
         log.warning("restating the features of %s: lines were loaded after %s built", ", ".join(map(str, restated)),
                     "it was" if len(restated) == 1 else "they were")
     with requested_dates(target, "feature_dates", missing):
-        invoke_dbt(paths, target, ["build", "--exclude", "source:ml+", *WITHOUT_UNIT_TESTS])
+        invoke_dbt(paths, target, ["build", "--exclude", "source:ml+", *WITHOUT_UNIT_TESTS],
+                   on_node_start={FEATURE_MART: while_features_compute} if while_features_compute else None)
     with db.connect(target) as conn, conn.transaction():
         conn.execute("delete from feature_builds where as_of_date = any(%s)", (missing,))
         with conn.cursor().copy("copy feature_builds (as_of_date, lines_loaded_through) from stdin") as copy:

@@ -142,3 +142,13 @@ def test_a_kept_connection_takes_the_profiles_role_again(target):
             cursor.execute("reset role")
             cursor.execute(f"drop role if exists {role}")
         handle.close()
+
+
+def test_what_waits_for_a_node_is_called_once_when_dbt_starts_it(demo_mart, test_paths):
+    started: list[str] = []
+    result = invoke_dbt(test_paths, demo_mart, ["build", "--select", "staging.online_retail",
+                                                    "--exclude", "resource_type:unit_test"],
+                        on_node_start={"model.insiders.stg_online_retail__load_batches": lambda: started.append("x"),
+                                       "model.insiders.not_in_this_build": lambda: started.append("never")})
+    assert "stg_online_retail__load_batches" in {node.node.name for node in result.results}
+    assert started == ["x"]

@@ -18,3 +18,14 @@ def test_a_module_that_fails_to_import_is_left_to_the_stage_that_needs_it():
     Preload("insiders.no_such_module", "tabnanny").wait()  # no exception here: the stage's own import reports it
     assert "insiders.no_such_module" not in sys.modules
     assert "tabnanny" not in sys.modules  # the modules after a failure are the stage's too
+
+
+def test_a_preload_made_unstarted_imports_when_started():
+    sys.modules.pop("tabnanny", None)
+    later = Preload("tabnanny", start=False)
+    later.wait()  # never started: nothing to wait for, and nothing imported
+    assert "tabnanny" not in sys.modules
+    later.start()
+    later.start()  # once only
+    later.wait()
+    assert "tabnanny" in sys.modules
