@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 
 from insiders import dbt_runner
+from insiders.db import create_tables
 from insiders.load import load_file
 from insiders.program.config import ProgramConfig
 from insiders.settings import Paths
@@ -170,3 +171,16 @@ def test_large_changes_analyze_the_index_columns_alone(target, test_paths, tmp_p
     assert count(target, "select reltuples::int from pg_class where oid = 'marts.fct_customer_features'::regclass"
                  ) == 80
     assert column_statistics(target, "gross_revenue") is None
+
+
+def test_a_days_labels_are_found_by_date(target):
+    """A run deletes its date's labels and forecasts and the segment marts read them by date: through an index that
+    leads with the date, not by reading every date ever labelled (the primary keys lead with the customer)."""
+    with psycopg.connect(target.url) as conn:
+        create_tables(conn, "ml")
+        for table in ("customer_segments", "customer_forecasts"):
+            assert conn.execute(
+                "select exists (select 1 from pg_index as indexes join pg_attribute as columns"
+                " on columns.attrelid = indexes.indrelid and columns.attnum = indexes.indkey[0]"
+                " where indexes.indrelid = %s::regclass and columns.attname = 'as_of_date')",
+                (f"ml.{table}",)).fetchone()[0], table

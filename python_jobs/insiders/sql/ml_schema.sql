@@ -94,6 +94,12 @@ create table if not exists customer_forecasts (
     primary key (customer_id, as_of_date)
 );
 
+-- A run replaces its date's rows, and the segment marts and their tests read the dates labelled since their last
+-- build: by date, through these indexes (the primary keys lead with the customer), so that a day's run does not
+-- read every date ever labelled, 90,000 rows more a day at 10 million lines.
+create index if not exists customer_segments_as_of_date on customer_segments (as_of_date);
+create index if not exists customer_forecasts_as_of_date on customer_forecasts (as_of_date);
+
 -- written by `insiders backtest`: one row per cutoff, horizon and rule
 create table if not exists backtests (
     backtest_id text not null,
