@@ -56,6 +56,14 @@ def test_same_input_same_labels(demo_mart, test_paths):
 def test_one_row_per_customer_and_reruns_replace_only_their_date(demo_mart, test_paths):
     cluster(demo_mart, test_paths, as_of=pd.Timestamp("2011-09-30").date())
     cluster(demo_mart, test_paths, as_of=pd.Timestamp("2011-12-09").date())
+    with psycopg.connect(demo_mart.url) as conn:
+        # each date written is in the statistics at once: the marts read its rows by date next, and planned for
+        # one row they took minutes at 90,000 customers
+        for table in ("customer_segments", "customer_forecasts"):
+            dates = conn.execute(
+                "select most_common_vals::text from pg_stats where schemaname = 'ml' and tablename = %s"
+                " and attname = 'as_of_date'", (table,)).fetchone()[0]
+            assert set(dates.strip("{}").split(",")) == {"2011-09-30", "2011-12-09"}
     cluster(demo_mart, test_paths, as_of=pd.Timestamp("2011-09-30").date())
     with psycopg.connect(demo_mart.url) as conn:
         rows = dict(conn.execute(
