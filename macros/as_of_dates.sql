@@ -188,3 +188,82 @@
     {%- set held = adapter.get_columns_in_relation(relation) | map(attribute='name') | map('lower') | list -%}
     {{ return(column_names | reject('in', held) | list | length == 0) }}
 {%- endmacro %}
+
+{#-
+    An on-run-start hook: control.labelled_now holds, for this build, the as-of dates whose latest labelling run
+    is not the one fct_customer_segments holds, as the build starts: the dates labelled since the segment marts
+    were last built (every date on a first build or under --full-refresh; the latest date labelled when there is
+    none, so that a build or `dbt test` that writes no labels checks the current one). The tests of the labels and
+    of the segment history read those dates' rows (the `where` placeholder `__labelled_now__`, macro
+    get_where_subquery) instead of every date ever labelled, which grew by 90,000 rows a day at 10 million lines.
+    Taken at the start, the dates are the same for the tests that run before fct_customer_segments is built and
+    after. Spark has no control tables: its tests read every date.
+-#}
+{% macro record_dates_labelled_now() -%}
+    {{ return(adapter.dispatch('record_dates_labelled_now')()) }}
+{%- endmacro %}
+
+{% macro default__record_dates_labelled_now() -%}
+{%- endmacro %}
+
+{% macro postgres__record_dates_labelled_now() -%}
+    {%- set runs = adapter.get_relation(database=target.database, schema=ml_schema_name(), identifier='model_runs') -%}
+    {%- set held = adapter.get_relation(database=target.database, schema=generate_schema_name('marts', none) | trim,
+        identifier='fct_customer_segments') -%}
+    create schema if not exists {{ adapter.quote(generate_schema_name('control', none) | trim) }};
+    create table if not exists {{ labelled_now_table() }} (as_of_date date primary key);
+    delete from {{ labelled_now_table() }};
+    {%- if runs is not none %}
+        insert into {{ labelled_now_table() }} (as_of_date)
+        with latest_runs as (
+            select as_of_date, max(run_id) as run_id from {{ runs }} group by as_of_date
+        ),
+
+        not_held as (
+            select latest_runs.as_of_date
+            from latest_runs
+            {%- if held is not none and not flags.FULL_REFRESH and has_columns(held, ['run_id']) %}
+                where latest_runs.run_id is distinct from (
+                    select held.run_id from {{ held }} as held where held.as_of_date = latest_runs.as_of_date limit 1
+                )
+            {%- endif %}
+        )
+
+        select as_of_date from not_held
+        union all
+        -- nothing labelled since: the latest date, so that a build or `dbt test` that writes no labels checks it
+        select max(as_of_date) from latest_runs where not exists (select 1 from not_held) having count(*) > 0;
+    {%- endif %}
+{%- endmacro %}
+
+{% macro labelled_now_table() -%}
+    {{ return(adapter.quote(generate_schema_name('control', none) | trim) ~ '.labelled_now') }}
+{%- endmacro %}
+
+{#- The schema the Python job writes its tables to, as the ml source names it. -#}
+{% macro ml_schema_name() -%}
+    {{ return('ml' if target.name == 'default' else target.name ~ '_ml') }}
+{%- endmacro %}
+
+{#- The dates in control.labelled_now, as a condition on as_of_date; every date when the table is missing (a build
+    before this hook existed) or on Spark. -#}
+{% macro as_of_dates_labelled_now() -%}
+    {{ return(adapter.dispatch('as_of_dates_labelled_now')()) }}
+{%- endmacro %}
+
+{% macro default__as_of_dates_labelled_now() -%}
+    {%- set recorded = api.Relation.create(database=target.database,
+        schema=generate_schema_name('control', none) | trim, identifier='labelled_now') -%}
+    {%- if not execute or load_relation(recorded) is none -%}
+        {{ return('1 = 1') }}
+    {%- endif -%}
+    {%- set query -%}
+        select cast(labelled.as_of_date as {{ dbt.type_string() }}) from {{ recorded }} as labelled order by 1
+    {%- endset -%}
+    {%- set dates = run_query(query).columns[0].values() | list -%}
+    {{ return('(' ~ in_dates('as_of_date', dates) ~ ')') }}
+{%- endmacro %}
+
+{% macro spark__as_of_dates_labelled_now() -%}
+    {{ return('1 = 1') }}
+{%- endmacro %}

@@ -11,6 +11,8 @@
       build rebuilt (every row after a first build or a full refresh). Keys of those tables include the date.
     - `__as_of_dates_built_now__`: the row's as_of_date is one `insiders` asked this build for
       (control.feature_dates); every date when none was asked (dbt run by hand). Other dates are not rewritten.
+    - `__labelled_now__`: the row's as_of_date was labelled since the segment marts were last built (macro
+      record_dates_labelled_now, as this build started). Other dates' labels are not rewritten.
 -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
@@ -27,6 +29,9 @@
         {%- endif -%}
         {%- if '__as_of_dates_built_now__' in where -%}
             {%- set where = where | replace('__as_of_dates_built_now__', as_of_dates_built_now(relation)) -%}
+        {%- endif -%}
+        {%- if '__labelled_now__' in where -%}
+            {%- set where = where | replace('__labelled_now__', as_of_dates_labelled_now()) -%}
         {%- endif -%}
         {%- do return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') as dbt_subquery') -%}
     {%- else -%}

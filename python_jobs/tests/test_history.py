@@ -92,3 +92,23 @@ def test_history_survives_full_refresh_and_memberships_cover_every_date(new_data
     assert _read(target, "select to_regclass('marts.latest_segment_summary') is not null") == (True,)
     assert _read(target, "select count(*) from pg_indexes where schemaname = 'marts'"
                          " and tablename in ('fct_segment_summary', 'fct_segment_transitions')") == (2,)
+
+
+LABELLED_NOW = "select array_agg(as_of_date::text order by as_of_date) from control.labelled_now"
+
+
+def test_the_labels_tests_check_the_dates_labelled_since_the_marts_were_built(new_database, demo_template,
+                                                                              test_paths):
+    target = new_database(template=demo_template)
+    first, middle, latest = LABELLED_DATES
+    backfill(test_paths, target, [first, middle], program=QUICK_PROGRAM)
+    assert _read(target, LABELLED_NOW) == ([str(first), str(middle)],)  # the marts' first build: every date
+    backfill(test_paths, target, [latest], program=QUICK_PROGRAM)
+    assert _read(target, LABELLED_NOW) == ([str(latest)],)  # a new date: that date alone
+    backfill(test_paths, target, [first], program=QUICK_PROGRAM)
+    assert _read(target, LABELLED_NOW) == ([str(first)],)  # a date labelled again
+    compiled = next((test_paths.state_dir / "dbt-target" / "run").rglob(
+        "not_null_stg_ml__customer_segments_customer_id.sql")).read_text()
+    assert f"as_of_date in (cast('{first}' as date))" in compiled
+    build_marts(test_paths, target)  # nothing labelled since: the latest date is checked
+    assert _read(target, LABELLED_NOW) == ([str(latest)],)
