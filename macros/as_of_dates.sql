@@ -193,11 +193,14 @@
     An on-run-start hook: control.labelled_now holds, for this build, the as-of dates whose latest labelling run
     is not the one fct_customer_segments holds, as the build starts: the dates labelled since the segment marts
     were last built (every date on a first build or under --full-refresh; the latest date labelled when there is
-    none, so that a build or `dbt test` that writes no labels checks the current one). The tests of the labels and
-    of the segment history read those dates' rows (the `where` placeholder `__labelled_now__`, macro
-    get_where_subquery) instead of every date ever labelled, which grew by 90,000 rows a day at 10 million lines.
-    Taken at the start, the dates are the same for the tests that run before fct_customer_segments is built and
-    after. Spark has no control tables: its tests read every date.
+    none, so that a build or `dbt test` that writes no labels checks the current one), and the dates of an
+    earlier build whose checks did not all pass (macro mark_dates_labelled_now_checked, on-run-end): a failed
+    check is checked again, not forgotten because the mart took in its date. The tests of the labels and of the
+    segment history (uniqueness and not-null; the relationships to dim_customers still read every date up to the
+    current one) read those dates' rows (the `where` placeholder `__labelled_now__`, macro get_where_subquery)
+    instead of every date ever labelled, which grew by 90,000 rows a day at 10 million lines. Taken at the start,
+    the dates are the same for the tests that run before fct_customer_segments is built and after. Spark has no
+    control tables: its tests read every date.
 -#}
 {% macro record_dates_labelled_now() -%}
     {{ return(adapter.dispatch('record_dates_labelled_now')()) }}
@@ -207,14 +210,18 @@
 {%- endmacro %}
 
 {% macro postgres__record_dates_labelled_now() -%}
-    {%- set runs = adapter.get_relation(database=target.database, schema=ml_schema_name(), identifier='model_runs') -%}
+    {%- set runs = adapter.get_relation(database=target.database, schema=generate_schema_name('ml', none) | trim,
+        identifier='model_runs') -%}
     {%- set held = adapter.get_relation(database=target.database, schema=generate_schema_name('marts', none) | trim,
         identifier='fct_customer_segments') -%}
     create schema if not exists {{ adapter.quote(generate_schema_name('control', none) | trim) }};
-    create table if not exists {{ labelled_now_table() }} (as_of_date date primary key);
-    delete from {{ labelled_now_table() }};
+    create table if not exists {{ labelled_now_table() }} (
+        as_of_date date primary key,
+        checked boolean not null default false
+    );
+    delete from {{ labelled_now_table() }} where checked;
     {%- if runs is not none %}
-        insert into {{ labelled_now_table() }} (as_of_date)
+        insert into {{ labelled_now_table() }} (as_of_date, checked)
         with latest_runs as (
             select as_of_date, max(run_id) as run_id from {{ runs }} group by as_of_date
         ),
@@ -229,24 +236,41 @@
             {%- endif %}
         )
 
-        select as_of_date from not_held
+        select as_of_date, false from not_held
         union all
         -- nothing labelled since: the latest date, so that a build or `dbt test` that writes no labels checks it
-        select max(as_of_date) from latest_runs where not exists (select 1 from not_held) having count(*) > 0;
+        -- (checked already, when it was labelled: the next build does not take it up again)
+        select max(as_of_date), true from latest_runs where not exists (select 1 from not_held) having count(*) > 0
+        on conflict (as_of_date) do nothing;
     {%- endif %}
+{%- endmacro %}
+
+{#- An on-run-end hook: the dates of control.labelled_now are checked once every test that read them passed in
+    this build (a build that ran none, such as the features', leaves them for the next). -#}
+{% macro mark_dates_labelled_now_checked(results) -%}
+    {{ return(adapter.dispatch('mark_dates_labelled_now_checked')(results)) }}
+{%- endmacro %}
+
+{% macro default__mark_dates_labelled_now_checked(results) -%}
+{%- endmacro %}
+
+{% macro postgres__mark_dates_labelled_now_checked(results) -%}
+    {%- set outcomes = [] -%}
+    {%- for result in results if result.node.resource_type == 'test'
+        and '__labelled_now__' in (result.node.config.get('where') or '') -%}
+        {%- do outcomes.append(result.status in ('pass', 'warn')) -%}
+    {%- endfor -%}
+    {%- if outcomes and false not in outcomes -%}
+        update {{ labelled_now_table() }} set checked = true
+    {%- endif -%}
 {%- endmacro %}
 
 {% macro labelled_now_table() -%}
     {{ return(adapter.quote(generate_schema_name('control', none) | trim) ~ '.labelled_now') }}
 {%- endmacro %}
 
-{#- The schema the Python job writes its tables to, as the ml source names it. -#}
-{% macro ml_schema_name() -%}
-    {{ return('ml' if target.name == 'default' else target.name ~ '_ml') }}
-{%- endmacro %}
-
 {#- The dates in control.labelled_now, as a condition on as_of_date; every date when the table is missing (a build
-    before this hook existed) or on Spark. -#}
+    before this hook existed) or empty (nothing labelled yet), and on Spark. -#}
 {% macro as_of_dates_labelled_now() -%}
     {{ return(adapter.dispatch('as_of_dates_labelled_now')()) }}
 {%- endmacro %}
@@ -261,7 +285,7 @@
         select cast(labelled.as_of_date as {{ dbt.type_string() }}) from {{ recorded }} as labelled order by 1
     {%- endset -%}
     {%- set dates = run_query(query).columns[0].values() | list -%}
-    {{ return('(' ~ in_dates('as_of_date', dates) ~ ')') }}
+    {{ return('(' ~ in_dates('as_of_date', dates) ~ ')' if dates else '1 = 1') }}
 {%- endmacro %}
 
 {% macro spark__as_of_dates_labelled_now() -%}

@@ -112,3 +112,8 @@ def test_the_labels_tests_check_the_dates_labelled_since_the_marts_were_built(ne
     assert f"as_of_date in (cast('{first}' as date))" in compiled
     build_marts(test_paths, target)  # nothing labelled since: the latest date is checked
     assert _read(target, LABELLED_NOW) == ([str(latest)],)
+    assert _read(target, "select bool_and(checked) from control.labelled_now") == (True,)
+    with psycopg.connect(target.url) as conn:  # as if a test of that build had failed
+        conn.execute("update control.labelled_now set checked = false")
+    backfill(test_paths, target, [middle], program=QUICK_PROGRAM)
+    assert _read(target, LABELLED_NOW) == ([str(middle), str(latest)],)  # checked again, beside the new date
