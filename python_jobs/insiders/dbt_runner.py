@@ -176,7 +176,11 @@ class _Events:
         if name == "PartialParsingSkipParsing":  # no file changed since the saved parse
             self.project_unchanged = True
         if name == "NodeStart" and data.node_info.unique_id in self.on_node_start:
-            self.on_node_start.pop(data.node_info.unique_id)()
+            try:
+                self.on_node_start.pop(data.node_info.unique_id)()
+            except Exception:  # dbt sends this before its own error handling: raised here, its build would hang
+                logging.getLogger("insiders").warning("what was to start beside %s failed",
+                                                      data.node_info.unique_id, exc_info=True)
         if self.tracker is not None:
             if name == "LogStartLine" and getattr(data, "total", 0) and self.tracker.total is None:
                 self.tracker.set_total(int(data.total))

@@ -128,10 +128,10 @@ def dates_to_label(conn: psycopg.Connection, as_of_dates: Iterable[date], progra
 
 
 def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], program: ProgramConfig, *,
-                   rebuild: Iterable[date] = (), while_features_compute: Callable[[], None] | None = None,
+                   rebuild: Iterable[date] = (), on_feature_mart_start: Callable[[], None] | None = None,
                    ) -> list[date]:
     """dbt: staging, cleaning and the feature mart for every date the labels of `as_of_dates` need that is not
-    built yet, and for `rebuild`; returns the dates built. `while_features_compute` is called when dbt starts the
+    built yet, and for `rebuild`; returns the dates built. `on_feature_mart_start` is called when dbt starts the
     feature mart's statement, the build's longest, while dbt's threads wait on PostgreSQL (not at all when no date
     is built)."""
     with db.connect(target) as conn:
@@ -155,7 +155,7 @@ def build_features(paths: Paths, target: Target, as_of_dates: Iterable[date], pr
                     "it was" if len(restated) == 1 else "they were")
     with requested_dates(target, "feature_dates", missing):
         invoke_dbt(paths, target, ["build", "--exclude", "source:ml+", *WITHOUT_UNIT_TESTS],
-                   on_node_start={FEATURE_MART: while_features_compute} if while_features_compute else None)
+                   on_node_start={FEATURE_MART: on_feature_mart_start} if on_feature_mart_start else None)
     with db.connect(target) as conn, conn.transaction():
         conn.execute("delete from feature_builds where as_of_date = any(%s)", (missing,))
         with conn.cursor().copy("copy feature_builds (as_of_date, lines_loaded_through) from stdin") as copy:

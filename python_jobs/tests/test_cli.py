@@ -187,16 +187,21 @@ def test_progress_off_a_terminal_is_a_line_every_ten_seconds_with_rate_and_time_
 
 
 def test_the_command_leaves_after_its_threads_exit_handlers_and_output(tmp_path):
-    """`insiders` leaves without Python's teardown (cli.entry): a thread that is not a daemon still finishes, exit
-    handlers still run, what was printed to a pipe still arrives, and the exit code is main()'s."""
+    """`insiders` leaves without Python's teardown (cli.entry): a thread that is not a daemon still finishes, an
+    executor left open stops, exit handlers still run, what was printed to a pipe still arrives, and the exit code
+    is main()'s."""
     script = (
-        "import atexit, threading, time, insiders.cli as cli\n"
+        "import atexit, sys, threading, time, insiders.cli as cli\n"
+        "from concurrent.futures import ThreadPoolExecutor\n"
+        "pool = ThreadPoolExecutor(1)  # left open, and referenced: its worker waits for the next task\n"
         "def main():\n"
         "    atexit.register(print, 'exit handler ran')\n"
         "    threading.Thread(target=lambda: (time.sleep(0.3), print('thread finished'))).start()\n"
+        "    pool.submit(sys.stdout.write, 'pool task ran\\n').result()\n"
         "    print('printed by main')\n"
         "    return 3\n"
         "cli.main = main\n"
         "cli.entry()\n")
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=60)
-    assert (done.returncode, done.stdout) == (3, "printed by main\nthread finished\nexit handler ran\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, timeout=30)
+    assert done.returncode == 3
+    assert done.stdout.splitlines() == ["pool task ran", "printed by main", "thread finished", "exit handler ran"]

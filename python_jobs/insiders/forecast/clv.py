@@ -487,8 +487,8 @@ def _expected_while_alive(r: float, a: float, b: float, x: float, tau: FloatArra
         p = special.expit(nodes.ravel())
         # customers share their tau (whole days of age): g is integrated once per distinct tau (a few hundred
         # rather than tens of thousands) and the integrals gathered back. Each row is summed on its own (numpy's
-        # pairwise sum along the row), so a customer's figure depends on its tau alone: BLAS's matrix-vector
-        # product sums a row in an order that depends on the row's position in the matrix
+        # pairwise sum along the row), so a customer's figure does not depend on its position among the others:
+        # BLAS's matrix-vector product sums a row in an order that depends on the row's position in the matrix
         distinct, back = _distinct(tau)
         g = -np.expm1(-k * np.log1p(p[None, :] * distinct[:, None])) / p[None, :]
         total = total + np.sum(g * weights[None, :], axis=1)[back]
