@@ -268,26 +268,3 @@
 {% macro labelled_now_table() -%}
     {{ return(adapter.quote(generate_schema_name('control', none) | trim) ~ '.labelled_now') }}
 {%- endmacro %}
-
-{#- The dates in control.labelled_now, as a condition on as_of_date; every date when the table is missing (a build
-    before this hook existed) or empty (nothing labelled yet), and on Spark. -#}
-{% macro as_of_dates_labelled_now() -%}
-    {{ return(adapter.dispatch('as_of_dates_labelled_now')()) }}
-{%- endmacro %}
-
-{% macro default__as_of_dates_labelled_now() -%}
-    {%- set recorded = api.Relation.create(database=target.database,
-        schema=generate_schema_name('control', none) | trim, identifier='labelled_now') -%}
-    {%- if not execute or load_relation(recorded) is none -%}
-        {{ return('1 = 1') }}
-    {%- endif -%}
-    {%- set query -%}
-        select cast(labelled.as_of_date as {{ dbt.type_string() }}) from {{ recorded }} as labelled order by 1
-    {%- endset -%}
-    {%- set dates = run_query(query).columns[0].values() | list -%}
-    {{ return('(' ~ in_dates('as_of_date', dates) ~ ')' if dates else '1 = 1') }}
-{%- endmacro %}
-
-{% macro spark__as_of_dates_labelled_now() -%}
-    {{ return('1 = 1') }}
-{%- endmacro %}

@@ -28,10 +28,10 @@
             {%- set where = where | replace('__written_now__', '(' ~ written_now(relation) ~ ')') -%}
         {%- endif -%}
         {%- if '__as_of_dates_built_now__' in where -%}
-            {%- set where = where | replace('__as_of_dates_built_now__', as_of_dates_built_now(relation)) -%}
+            {%- set where = where | replace('__as_of_dates_built_now__', as_of_dates_in_control('feature_dates')) -%}
         {%- endif -%}
         {%- if '__labelled_now__' in where -%}
-            {%- set where = where | replace('__labelled_now__', as_of_dates_labelled_now()) -%}
+            {%- set where = where | replace('__labelled_now__', as_of_dates_in_control('labelled_now')) -%}
         {%- endif -%}
         {%- do return('(select * from ' ~ relation ~ ' where ' ~ where ~ ') as dbt_subquery') -%}
     {%- else -%}
@@ -66,31 +66,29 @@
     {{ return('lines_loaded_through = (select max(built.lines_loaded_through) from ' ~ relation ~ ' as built)') }}
 {%- endmacro %}
 
-{#- The as-of dates `insiders` asked this build for (control.feature_dates), as a condition on as_of_date; every
-    date when none was asked. The dates are queried when the test runs and written in as literals, so that the
-    test reads them through the index on (as_of_date, customer_id): a condition on a subquery (or none) read
-    every date ever built, a cost that grew with each day labelled. -#}
-{% macro as_of_dates_built_now(relation) -%}
-    {{ return(adapter.dispatch('as_of_dates_built_now')(relation)) }}
+{#- The as-of dates a control table holds (feature_dates: those `insiders` asked this build for; labelled_now: those
+    labelled since the segment marts were last built), as a condition on as_of_date; every date when the table is
+    missing or empty (dbt run by hand; nothing labelled yet). The dates are queried when the test runs and written
+    in as literals, so that the test reads them through the index on the date: a condition on a subquery (or none)
+    read every date ever built, a cost that grew with each day labelled. -#}
+{% macro as_of_dates_in_control(table_name) -%}
+    {{ return(adapter.dispatch('as_of_dates_in_control')(table_name)) }}
 {%- endmacro %}
 
-{% macro default__as_of_dates_built_now(relation) -%}
-    {%- set requested = api.Relation.create(database=relation.database,
-        schema=generate_schema_name('control', none) | trim, identifier='feature_dates') -%}
-    {%- if not execute or load_relation(requested) is none -%}
+{% macro default__as_of_dates_in_control(table_name) -%}
+    {%- set recorded = api.Relation.create(database=target.database,
+        schema=generate_schema_name('control', none) | trim, identifier=table_name) -%}
+    {%- if not execute or load_relation(recorded) is none -%}
         {{ return('1 = 1') }}
     {%- endif -%}
     {%- set query -%}
-        select distinct cast(asked.as_of_date as {{ dbt.type_string() }}) from {{ requested }} as asked order by 1
+        select distinct cast(held.as_of_date as {{ dbt.type_string() }}) from {{ recorded }} as held order by 1
     {%- endset -%}
     {%- set dates = run_query(query).columns[0].values() | list -%}
-    {%- if not dates -%}
-        {{ return('1 = 1') }}
-    {%- endif -%}
-    {{ return('(' ~ in_dates('as_of_date', dates) ~ ')') }}
+    {{ return('(' ~ in_dates('as_of_date', dates) ~ ')' if dates else '1 = 1') }}
 {%- endmacro %}
 
 {#- Spark has no control tables: its builds take their dates from vars, and every date is checked. -#}
-{% macro spark__as_of_dates_built_now(relation) -%}
+{% macro spark__as_of_dates_in_control(table_name) -%}
     {{ return('1 = 1') }}
 {%- endmacro %}

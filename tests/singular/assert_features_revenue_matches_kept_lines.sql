@@ -3,7 +3,7 @@
 -- rather than the invoice rollup: the kept lines' revenue counted per batch, less the lines dated after the date.
 -- Dates built earlier are history: lines loaded since may be dated before them. No row while the mart is not
 -- built: dbt selects this test with any of its parents (building rpt_data_quality alone selects the line counts).
--- the dates built now are insiders' request (control.feature_dates), read by macro as_of_dates_built_now
+-- the dates built now are insiders' request (control.feature_dates), read by macro as_of_dates_in_control
 -- depends_on: {{ source('control', 'feature_dates') }}
 {%- if execute and load_relation(ref('fct_customer_features')) is none %}
     select null as as_of_date
@@ -13,7 +13,7 @@
     The earliest date checked, written into the statement as a literal: the lines dated after it are then read
     through the index on invoice_date (from a subquery the planner expects a third of the lines, and read all).
 -#}
-{%- set built_now = as_of_dates_built_now(ref('fct_customer_features')) %}
+{%- set built_now = as_of_dates_in_control('feature_dates') %}
 {%- set earliest_query %}
     select cast(min(checked.as_of_date) as {{ dbt.type_string() }})
     from {{ ref('fct_customer_features') }} as checked
