@@ -7,9 +7,12 @@ from __future__ import annotations
 from datetime import date
 
 import psycopg
+import pytest
 
+from insiders import db
 from insiders.backfill import backfill
 from insiders.dbt_runner import run_dbt
+from insiders.errors import InsidersError
 from insiders.stages import build_marts
 
 from .support import LABELLED_DATES, QUICK_PROGRAM
@@ -117,3 +120,27 @@ def test_the_labels_tests_check_the_dates_labelled_since_the_marts_were_built(ne
         conn.execute("update control.labelled_now set checked = false")
     backfill(test_paths, target, [middle], program=QUICK_PROGRAM)
     assert _read(target, LABELLED_NOW) == ([str(middle), str(latest)],)  # checked again, beside the new date
+
+
+def test_a_label_of_no_recorded_run_fails_the_marts_build_and_old_foreign_keys_go(new_database, demo_template,
+                                                                               test_paths):
+    """The per-customer label tables have no foreign key to ml.model_runs (checked row by row as the job wrote):
+    dbt's relationships tests hold them to their run, and an older database's keys are dropped."""
+    target = new_database(template=demo_template)
+    latest = LABELLED_DATES[-1]
+    backfill(test_paths, target, [latest], program=QUICK_PROGRAM)
+    with psycopg.connect(target.url) as conn:
+        for table in ("customer_segments", "customer_forecasts"):  # as an earlier release created them
+            conn.execute(f"alter table ml.{table} add constraint {table}_run_id_fkey"
+                         " foreign key (run_id) references ml.model_runs (run_id)")
+        db.create_tables(conn, "ml")
+        assert conn.execute("select count(*) from pg_constraint where conname like 'customer_%_run_id_fkey'"
+                            ).fetchone() == (0,)
+        for table in ("customer_segments", "customer_forecasts"):
+            conn.execute(f"update ml.{table} set run_id = 'no such run'"
+                         f" where (customer_id, as_of_date) = (select min(customer_id), %s from ml.{table})",
+                         (latest,))
+    with pytest.raises(InsidersError) as failure:
+        build_marts(test_paths, target)  # nothing labelled since: the latest date is checked
+    assert "relationships_stg_ml__customer_segments_run_id" in str(failure.value)
+    assert "relationships_stg_ml__customer_forecasts_run_id" in str(failure.value)
