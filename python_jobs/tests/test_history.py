@@ -134,12 +134,11 @@ def test_a_label_of_no_recorded_run_fails_the_marts_build_and_old_foreign_keys_g
             conn.execute(f"alter table ml.{table} add constraint {table}_run_id_fkey"
                          " foreign key (run_id) references ml.model_runs (run_id)")
         db.create_tables(conn, "ml")
-        assert conn.execute("select count(*) from pg_constraint where conname like 'customer_%_run_id_fkey'"
-                            ).fetchone() == (0,)
+        assert conn.execute("select count(*) from pg_constraint where conname in"
+                            " ('customer_segments_run_id_fkey', 'customer_forecasts_run_id_fkey')").fetchone() == (0,)
         for table in ("customer_segments", "customer_forecasts"):
-            conn.execute(f"update ml.{table} set run_id = 'no such run'"
-                         f" where (customer_id, as_of_date) = (select min(customer_id), %s from ml.{table})",
-                         (latest,))
+            conn.execute(f"update ml.{table} set run_id = 'no such run' where as_of_date = %(date)s and customer_id ="
+                         f" (select min(customer_id) from ml.{table} where as_of_date = %(date)s)", {"date": latest})
     with pytest.raises(InsidersError) as failure:
         build_marts(test_paths, target)  # nothing labelled since: the latest date is checked
     assert "relationships_stg_ml__customer_segments_run_id" in str(failure.value)
