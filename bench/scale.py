@@ -10,9 +10,9 @@ appended with `insiders run --input DAY.csv`, which loads it and labels the new 
 with the full run. --days appends that many days one after the other (dated the following days, under new
 invoice numbers), as a daily schedule would; a single day's time varies by a fifth on a shared machine, so their
 median is the figure compared. PostgreSQL's memory is what its configuration allows (printed), not sampled.
-Before the first day the database is vacuumed and analyzed (timed, not counted): the state autovacuum leaves it in
-by the next day of a daily schedule. Right after the full run autovacuum is still going through the 10 million
-lines the run wrote, and a day measured then shares the two cores with it.
+Before the first day the database is vacuumed and analyzed (timed, not counted), which approximates the state
+autovacuum leaves it in by the next day of a daily schedule. Right after the full run autovacuum is still going
+through the lines the run wrote, and a day measured then shares the two cores with it.
 Figures are for this machine in this run: compare the ratios, not the seconds.
 """
 

@@ -6,7 +6,9 @@ the segments inside Spark (the fitted model in a pandas UDF over the mart, batch
 back as Spark tables (sql/ml_schema_spark.sql) that the downstream dbt models read. The forecast, the Insider
 choice and the explanations still run in the driver over the frame it read. Parquet tables have no transactions:
 a date's rows are replaced by overwriting its partition, and the run's record is written last, so that a run that
-dies midway leaves no record that points at missing rows (the next run overwrites the partitions).
+dies midway leaves no record that points at missing rows (the next run overwrites the partitions). Its labels
+without a record do fail the segment marts' relationships tests (stg_ml__customer_segments and
+stg_ml__customer_forecasts: run_id, every date on Spark) until the date is labelled again.
 
 Spark keeps no inner backtest or forecast calibration between runs: a Spark build reads the invoice files where they
 lie, so nothing records when a date's features changed, and a kept measurement could outlive them.

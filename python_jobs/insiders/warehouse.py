@@ -124,6 +124,11 @@ def run_tables(run: dict[str, object], *, selection: pd.DataFrame | None, defini
                hypotheses: Table) -> dict[str, Table]:
     """A run's rows by ml table, the run record's dictionaries as JSON text; tables with nothing to add left out
     (a dated table is written even empty: its date's earlier rows go). The engines write them in this order."""
+    # the per-customer tables have no foreign key to the run (ml_schema.sql): their rows are held to it here, as
+    # written, and dbt's relationships tests check the dates labelled since the marts were built
+    for name, rows in (("customer_segments", segments), ("customer_forecasts", forecasts)):
+        if not rows.empty and not (rows["run_id"] == run["run_id"]).all():
+            raise ValueError(f"{name}: rows of another run than {run['run_id']}")
     record = {key: json.dumps(_finite(value), default=_json_value) if isinstance(value, dict) else value
               for key, value in run.items()}
     tables: dict[str, Table] = {"model_runs": pd.DataFrame([record])}

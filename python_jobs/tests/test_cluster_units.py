@@ -7,6 +7,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from insiders.cluster import candidates as grid
 from insiders.cluster import model as segment_model
@@ -19,6 +20,7 @@ from insiders.cluster.model import sampled_tsne
 from insiders.cluster.naming import TOP_SEGMENT, name_segments, profile_segments, top_segment
 from insiders.cluster.rules import insider_rules
 from insiders.cluster.select import select
+from insiders.warehouse import run_tables
 
 from .test_scale import synthetic_features
 
@@ -218,3 +220,18 @@ def test_the_spark_scorer_places_each_batch_as_the_job_places_the_whole_mart():
                            ("map_x", whole.map_xy[:, 0]), ("map_y", whole.map_xy[:, 1])):
         # the same arithmetic per row; only the blocks' sizes differ (see test_blocks_do_not_change_assignments)
         np.testing.assert_allclose(scored[name].to_numpy(), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_run_writes_only_rows_of_its_own_run():
+    """The label tables have no foreign key to their run: the rows are held to it as they are written."""
+
+    def tables(segment_run: str) -> dict:
+        segments = pd.DataFrame({"customer_id": [1, 2], "run_id": ["r1", segment_run]})
+        forecasts = pd.DataFrame({"customer_id": [1, 2], "run_id": ["r1", "r1"]})
+        return run_tables({"run_id": "r1"}, selection=None, definitions=None, segments=segments,
+                          rules=pd.DataFrame(), forecasts=forecasts, hypotheses=pd.DataFrame())
+
+    assert list(tables("r1")) == ["model_runs", "customer_segments", "customer_forecasts", "hypothesis_tests",
+                                  "insider_rules"]
+    with pytest.raises(ValueError, match="customer_segments: rows of another run than r1"):
+        tables("r0")

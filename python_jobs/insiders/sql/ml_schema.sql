@@ -56,9 +56,10 @@ create table if not exists segment_definitions (
 );
 
 -- The two tables of one row per customer have no foreign key to model_runs: PostgreSQL checks one with a query per
--- row, 0.3 s of each 90,000-row write at 10 million lines. A run writes its record and its rows in one transaction,
--- nothing deletes a run, and dbt tests the relationship (stg_ml__customer_segments, stg_ml__customer_forecasts:
--- run_id) for the dates labelled since the segment marts were built.
+-- row, 0.3 s of each 90,000-row write at 10 million lines. A run writes its record and its rows in one transaction
+-- (the rows checked to carry its id as they are written: warehouse.run_tables), nothing deletes a run, and dbt
+-- tests the relationship (stg_ml__customer_segments, stg_ml__customer_forecasts: run_id) for the dates whose latest
+-- run changed since the segment marts were built.
 create table if not exists customer_segments (
     customer_id bigint not null,
     as_of_date date not null,
@@ -175,7 +176,8 @@ alter table model_runs add column if not exists limits jsonb not null default '{
 alter table customer_segments add column if not exists program_rank integer;
 do $$
 begin
-    -- the per-customer tables' foreign keys of earlier releases (above: dbt tests the relationship instead)
+    -- the per-customer tables' foreign keys of earlier releases (above: dbt tests the relationship instead),
+    -- looked up first: an alter would lock the tables at every write even with nothing to drop
     if exists (select from pg_constraint
                where conrelid = 'customer_segments'::regclass and conname = 'customer_segments_run_id_fkey') then
         alter table customer_segments drop constraint customer_segments_run_id_fkey;
